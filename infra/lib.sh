@@ -113,6 +113,9 @@ stop_pid() {
     if ((SECONDS - start >= timeout)); then
       info "$name did not stop within ${timeout}s; killing it"
       kill -KILL "$pid" 2>/dev/null || true
+      # Give the kernel a moment to reap it, so its ports are free for an immediate restart.
+      local reaped_by=$((SECONDS + 5))
+      while kill -0 "$pid" 2>/dev/null && ((SECONDS < reaped_by)); do sleep 0.2; done
       break
     fi
     sleep 0.5
@@ -128,6 +131,7 @@ mvn_classpath() {
   local coords=$1 dest=$2
   [[ -s $dest ]] && return 0
   command -v mvn >/dev/null 2>&1 || die "mvn not found; install Maven (apt-get install maven)"
+  mkdir -p "$ORDEXA_CACHE_DIR" # an install may run before ensure_state_dir ever did
   local g a v
   IFS=: read -r g a v <<<"$coords"
   local work
@@ -152,7 +156,8 @@ POM
   local jar
   jar="$ORDEXA_CACHE_DIR/m2/${g//.//}/$a/$v/$a-$v.jar"
   [[ -f $jar ]] || die "resolution of $coords finished but $jar is missing; delete $ORDEXA_CACHE_DIR/m2/${g//.//}/$a and re-run"
-  printf '%s:%s\n' "$jar" "$(cat "$work/cp.txt")" >"$dest.partial"
+  # The artifact first; build-classpath lists it too, so drop that second copy.
+  { echo "$jar"; tr ':' '\n' <"$work/cp.txt"; } | awk 'NF && !seen[$0]++' | paste -sd: >"$dest.partial"
   mv "$dest.partial" "$dest"
   rm -rf "$work"
 }

@@ -131,10 +131,9 @@ cmd_stop() {
 
 cmd_status() {
   if pid_alive "$PG_PIDFILE"; then
-    printf 'postgres   running  pid %-7s 127.0.0.1:%s  PostgreSQL %s  data %s\n' \
-      "$(head -1 "$PG_PIDFILE")" "$ORDEXA_PG_PORT" "$(server_version || echo '?')" "$PG_DATA"
+    echo "postgres: running, pid $(head -n1 "$PG_PIDFILE"), 127.0.0.1:$ORDEXA_PG_PORT, PostgreSQL $(server_version || echo '(not answering)')"
   else
-    printf 'postgres   stopped  (port %s, data %s)\n' "$ORDEXA_PG_PORT" "$PG_DATA"
+    echo "postgres: stopped, 127.0.0.1:$ORDEXA_PG_PORT, PostgreSQL $PG_MAJOR"
   fi
 }
 
