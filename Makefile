@@ -7,6 +7,8 @@ SHELL := /bin/bash
 export ORDEXA_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ordexa
 export CARGO_TARGET_DIR ?= $(ORDEXA_CACHE_DIR)/target
 export CARGO_TERM_COLOR ?= never
+# Python tools the tests call (installed by `make prereqs`).
+export ORDEXA_OPENAPI_VALIDATOR ?= $(ORDEXA_CACHE_DIR)/venv/bin/openapi-spec-validator
 
 INFRA := bash infra/infra.sh
 # Runs a command with the local servers' addresses exported.

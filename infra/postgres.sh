@@ -44,9 +44,13 @@ cmd_install() {
 # closed ancestor — no read, no write, nobody else.
 grant_traversal() {
   [[ -n $RUN_AS ]] || return 0
-  local dir=$PG_DIR
-  while [[ $dir != / ]]; do
-    dir=$(dirname "$dir")
+  # Top-down, so each test sees only its own permission, not a closed ancestor's.
+  local dir=/ part
+  local -a parts
+  IFS=/ read -ra parts <<<"${PG_DIR#/}"
+  for part in "${parts[@]}"; do
+    dir=${dir%/}/$part
+    [[ -d $dir ]] || break
     if ! runuser -u "$RUN_AS" -- test -x "$dir"; then
       info "granting the $RUN_AS account search permission on $dir"
       setfacl -m "u:$RUN_AS:x" "$dir"

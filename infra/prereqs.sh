@@ -29,10 +29,20 @@ done
 if command -v java >/dev/null 2>&1; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | grep -vx openjdk-17-jre-headless || true)
 fi
-[[ ${#missing[@]} -eq 0 || -z ${missing[0]} ]] && exit 0
+if [[ ${#missing[@]} -gt 0 && -n ${missing[0]} ]]; then
+  for pkg in "${missing[@]}"; do info "missing $pkg: ${wanted[$pkg]}"; done
+  [[ $(id -u) == 0 ]] || die "install them with: sudo apt-get install -y ${missing[*]}"
+  info "installing ${missing[*]} from Debian's packages"
+  apt-get update -q >/dev/null || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+fi
 
-for pkg in "${missing[@]}"; do info "missing $pkg: ${wanted[$pkg]}"; done
-[[ $(id -u) == 0 ]] || die "install them with: sudo apt-get install -y ${missing[*]}"
-info "installing ${missing[*]} from Debian's packages"
-apt-get update -q >/dev/null || die "apt-get update failed"
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+# Python tools the tests call, in a virtualenv kept in the cache: an independent OpenAPI 3.1
+# validator for the API's generated document.
+venv=$ORDEXA_CACHE_DIR/venv
+if [[ ! -x $venv/bin/openapi-spec-validator ]]; then
+  info "installing openapi-spec-validator from PyPI into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv" || die "python3 -m venv failed; install Debian's python3-venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'openapi-spec-validator>=0.7' || die "pip install openapi-spec-validator failed"
+fi

@@ -1,68 +1,203 @@
-//! `ordexa`: one binary for every workload role, chosen by subcommand.
-//!
-//! The roles are filled in by the issues that build them; until a role exists its subcommand
-//! says so and exits non-zero, so nothing mistakes the skeleton for a running service.
+//! `ordexa`: one binary for every workload role, chosen by subcommand. Every flag has an
+//! `ORDEXA_*` environment fallback, which is how the operator configures pods.
 
-use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(name = "ordexa", version, about = "Ordexa ordering system workloads")]
 struct Cli {
+    /// Log line format.
+    #[arg(long, env = "ORDEXA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     role: Role,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
 enum Role {
-    /// Serve the REST API (commands on PostgreSQL, queries on Cassandra).
-    Api,
+    /// Serve the REST API.
+    Api(ApiArgs),
     /// Publish the transactional outbox to Kafka.
     Relay,
     /// Project order events from Kafka into the Cassandra read model.
     Projector,
-    /// Apply the PostgreSQL migrations.
-    Migrate,
+    /// Apply the PostgreSQL migrations (safe to run from several processes at once).
+    Migrate(MigrateArgs),
     /// Create the Cassandra keyspace and tables.
     CassandraSchema,
     /// Serve the web frontend and forward /api to the API.
     Web,
     /// Run api, relay and projector in one process for local development.
     Dev,
-    /// Mint a development JWT.
-    Token,
+    /// Mint a development JWT for the API.
+    Token(TokenArgs),
 }
 
-impl Role {
-    fn name(self) -> &'static str {
-        match self {
-            Role::Api => "api",
-            Role::Relay => "relay",
-            Role::Projector => "projector",
-            Role::Migrate => "migrate",
-            Role::CassandraSchema => "cassandra-schema",
-            Role::Web => "web",
-            Role::Dev => "dev",
-            Role::Token => "token",
-        }
-    }
+#[derive(Debug, Args)]
+struct DatabaseArgs {
+    /// postgres://… URL of the write model.
+    #[arg(long, env = "ORDEXA_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+}
+
+#[derive(Debug, Args)]
+struct JwtArgs {
+    /// HS256 secret for bearer tokens (at least 32 bytes).
+    #[arg(long, env = "ORDEXA_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+}
+
+#[derive(Debug, Args)]
+struct ApiArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    jwt: JwtArgs,
+    /// Listen address.
+    #[arg(long, env = "ORDEXA_HTTP_ADDR", default_value = "127.0.0.1:8081")]
+    http_addr: SocketAddr,
+    /// Largest PostgreSQL connection pool.
+    #[arg(long, env = "ORDEXA_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    database_max_connections: u32,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "ORDEXA_BODY_LIMIT", default_value_t = ordexa_api::DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Also load the development catalog (existing products are kept).
+    #[arg(long)]
+    seed_dev: bool,
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    jwt: JwtArgs,
+    /// The user the token speaks for (its `sub`).
+    #[arg(long)]
+    user: String,
+    /// Grant the admin role.
+    #[arg(long)]
+    admin: bool,
+    /// How long the token is valid, e.g. 30m, 12h, 7days.
+    #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
+    ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum Error {
     #[error("the `{0}` role is not built yet")]
     RoleNotBuilt(&'static str),
+    #[error(transparent)]
+    Store(#[from] ordexa_store::StoreError),
+    #[error(transparent)]
+    Auth(#[from] ordexa_api::auth::AuthConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
-    Err(Error::RoleNotBuilt(cli.role.name()))
+async fn run(role: Role) -> Result<(), Error> {
+    match role {
+        Role::Api(args) => api(args).await,
+        Role::Migrate(args) => {
+            let pool = ordexa_store::connect(&args.database.database_url, 2).await?;
+            ordexa_store::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            if args.seed_dev {
+                let added = ordexa_store::Store::new(pool).seed_dev_catalog().await?;
+                tracing::info!(added, "development catalog seeded");
+            }
+            Ok(())
+        }
+        Role::Token(args) => {
+            let auth = ordexa_api::Auth::new(args.jwt.jwt_secret.as_bytes())?;
+            println!("{}", auth.mint(&args.user, args.admin, args.ttl)?);
+            Ok(())
+        }
+        Role::Relay => Err(Error::RoleNotBuilt("relay")),
+        Role::Projector => Err(Error::RoleNotBuilt("projector")),
+        Role::CassandraSchema => Err(Error::RoleNotBuilt("cassandra-schema")),
+        Role::Web => Err(Error::RoleNotBuilt("web")),
+        Role::Dev => Err(Error::RoleNotBuilt("dev")),
+    }
+}
+
+async fn api(args: ApiArgs) -> Result<(), Error> {
+    let auth = ordexa_api::Auth::new(args.jwt.jwt_secret.as_bytes())?;
+    let pool = ordexa_store::connect(&args.database.database_url, args.database_max_connections).await?;
+    let state = ordexa_api::AppState::new(ordexa_store::Store::new(pool), auth);
+    let app = ordexa_api::router(state, args.body_limit);
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .map_err(|source| Error::Listen { addr: args.http_addr, source })?;
+    tracing::info!(addr = %args.http_addr, "api listening");
+    ordexa_api::serve(listener, app, shutdown_signal()).await.map_err(Error::Serve)?;
+    tracing::info!("api stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.role)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "ordexa failed");

@@ -1,0 +1,71 @@
+//! The Ordexa REST API: catalog and order commands on the PostgreSQL write model, bearer JWT
+//! auth, RFC 9457 problem details and a generated OpenAPI 3.1 document.
+
+pub mod auth;
+pub mod extract;
+pub mod openapi;
+pub mod ops;
+pub mod orders;
+pub mod problem;
+pub mod products;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use ordexa_store::Store;
+use tower_http::trace::TraceLayer;
+
+pub use auth::Auth;
+
+/// The largest request body accepted; an order of 100 lines with an address is far below it.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub auth: Auth,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(store: Store, auth: Auth) -> Self {
+        AppState { store, auth, metrics: ops::prometheus() }
+    }
+}
+
+/// All routes: `/api/v1/...`, `/healthz`, `/readyz`, `/metrics`.
+pub fn router(state: AppState, body_limit: usize) -> Router {
+    let api = Router::new()
+        .route("/products", get(products::list_products).post(products::create_product))
+        .route("/products/{sku}", axum::routing::put(products::update_product))
+        .route("/orders", get(orders::list_orders).post(orders::create_order))
+        .route("/orders/{id}", get(orders::get_order).patch(orders::update_order))
+        .route("/orders/{id}/cancel", post(orders::cancel_order))
+        .route("/orders/{id}/confirm", post(orders::confirm_order))
+        .route("/orders/{id}/ship", post(orders::ship_order))
+        .route("/orders/{id}/deliver", post(orders::deliver_order))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(|| async { problem::ApiError::NotFound("no such API route".to_owned()) });
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .layer(axum::middleware::from_fn(ops::track))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `app` until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,64 @@
+//! Operational endpoints and the request metrics middleware.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::AppState;
+use crate::problem::ApiError;
+
+/// The process-wide Prometheus recorder (a process has one global recorder; every router in it
+/// renders the same registry).
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder was installed first; then this one stays empty.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics shows only its own registry");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Liveness: the process serves requests.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: PostgreSQL answers within a second.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
+        Ok(Ok(())) => Ok(Json(serde_json::json!({"status": "ready", "checks": {"postgres": "ok"}}))),
+        Ok(Err(err)) => Err(ApiError::Unavailable(format!("postgres: {err}"))),
+        Err(_) => Err(ApiError::Unavailable("postgres did not answer within 1s".to_owned())),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+/// Counts requests and times them by route template (never by raw path, which would explode
+/// the label set).
+pub async fn track(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
