@@ -19,11 +19,8 @@ help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: dev
-dev: prereqs infra-up ## run Ordexa locally (today: the real servers and how to reach them)
-	@$(INFRA) status
-	@echo
-	@echo "Configure a shell for the servers with:  eval \"\$$(make -s infra-env)\""
-	@echo "psql \"\$$ORDEXA_DATABASE_URL\" | kcat -b \"\$$ORDEXA_KAFKA_BOOTSTRAP\" -L | cqlsh 127.0.0.1 $${ORDEXA_CASSANDRA_PORT:-19042}"
+dev: prereqs ## run Ordexa locally: the real servers, migrations, topics, api and relay (Ctrl-C stops)
+	@bash infra/dev.sh
 
 .PHONY: test
 test: prereqs lint infra-up ## format/lint checks, unit and integration tests against the real servers
@@ -53,3 +50,8 @@ infra-status: ## say what runs where
 	@$(INFRA) status
 infra-env: ## print export lines for the running servers: eval "$(make -s infra-env)"
 	@$(INFRA) env
+
+.PHONY: bench bench-api
+bench: bench-api ## run every benchmark (today: bench-api); results land in bench/results/
+bench-api: ## open-loop load on POST /api/v1/orders next to pgbench with the same SQL; writes bench/results/api-*.md
+	@bash bench/api.sh

@@ -5,7 +5,6 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{CONTENT_TYPE, IF_MATCH};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use rand::RngCore;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -151,36 +150,8 @@ impl<S: Send + Sync> FromRequestParts<S> for TraceParent {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let incoming = parts.headers.get("traceparent").and_then(|v| v.to_str().ok());
-        Ok(TraceParent(continue_trace(incoming)))
+        Ok(TraceParent(ordexa_store::trace::continue_trace(incoming)))
     }
-}
-
-fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-pub fn continue_trace(incoming: Option<&str>) -> String {
-    let mut rng = rand::rng();
-    let mut span = [0u8; 8];
-    rng.fill_bytes(&mut span);
-    let span = hex(&span);
-    if let Some(parts) = incoming.map(|v| v.trim().split('-').collect::<Vec<_>>())
-        && let [version, trace, parent, flags] = parts.as_slice()
-        && *version == "00"
-        && is_lower_hex(trace, 32)
-        && is_lower_hex(parent, 16)
-        && is_lower_hex(flags, 2)
-        && trace.bytes().any(|b| b != b'0')
-    {
-        return format!("00-{trace}-{span}-{flags}");
-    }
-    let mut trace = [0u8; 16];
-    rng.fill_bytes(&mut trace);
-    format!("00-{}-{span}-01", hex(&trace))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -192,25 +163,6 @@ mod tests {
         assert_eq!(json_pointer("items[0].quantity"), "/items/0/quantity");
         assert_eq!(json_pointer("shipping_address.city"), "/shipping_address/city");
         assert_eq!(json_pointer("items"), "/items");
-    }
-
-    #[test]
-    fn a_valid_traceparent_keeps_its_trace_id_and_gets_a_new_span() {
-        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let out = continue_trace(Some(incoming));
-        assert!(out.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{out}");
-        assert!(out.ends_with("-01"));
-        assert_ne!(out, incoming);
-    }
-
-    #[test]
-    fn an_invalid_traceparent_starts_a_new_trace() {
-        for bad in ["", "garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "01-xyz-1-01"] {
-            let out = continue_trace(Some(bad));
-            let parts: Vec<_> = out.split('-').collect();
-            assert_eq!(parts.len(), 4, "{out}");
-            assert!(is_lower_hex(parts[1], 32) && is_lower_hex(parts[2], 16), "{out}");
-        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, auth: Auth) -> Self {
-        AppState { store, auth, metrics: ops::prometheus() }
+        AppState { store, auth, metrics: ordexa_runtime::prometheus() }
     }
 }
 

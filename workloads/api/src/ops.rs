@@ -1,33 +1,14 @@
 //! Operational endpoints and the request metrics middleware.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::AppState;
 use crate::problem::ApiError;
-
-/// The process-wide Prometheus recorder (a process has one global recorder; every router in it
-/// renders the same registry).
-pub fn prometheus() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            // Fails only when another recorder was installed first; then this one stays empty.
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed; /metrics shows only its own registry");
-            }
-            handle
-        })
-        .clone()
-}
 
 /// Liveness: the process serves requests.
 pub async fn healthz() -> Json<serde_json::Value> {

@@ -29,7 +29,9 @@ enum Role {
     /// Serve the REST API.
     Api(ApiArgs),
     /// Publish the transactional outbox to Kafka.
-    Relay,
+    Relay(RelayArgs),
+    /// Create (or grow) the orders topic and its dead-letter topic.
+    Topics(TopicsArgs),
     /// Project order events from Kafka into the Cassandra read model.
     Projector,
     /// Apply the PostgreSQL migrations (safe to run from several processes at once).
@@ -76,6 +78,48 @@ struct ApiArgs {
 }
 
 #[derive(Debug, Args)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers, host:port[,host:port…].
+    #[arg(long, env = "ORDEXA_KAFKA_BOOTSTRAP")]
+    kafka_bootstrap: String,
+    /// Prefix of the system's topic names.
+    #[arg(long, env = "ORDEXA_TOPIC_PREFIX", default_value = ordexa_domain::DEFAULT_TOPIC_PREFIX)]
+    topic_prefix: String,
+}
+
+#[derive(Debug, Args)]
+struct RelayArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Listen address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "ORDEXA_HTTP_ADDR", default_value = "127.0.0.1:8082")]
+    http_addr: SocketAddr,
+    /// Outbox rows claimed and produced together.
+    #[arg(long, env = "ORDEXA_RELAY_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    batch_size: i64,
+    /// Fallback poll when no notification arrives.
+    #[arg(long, env = "ORDEXA_RELAY_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    poll_interval: Duration,
+    /// How long one message may take to reach Kafka before its batch is retried.
+    #[arg(long, env = "ORDEXA_RELAY_DELIVERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    delivery_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+struct TopicsArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Partitions of each topic (existing topics grow to it; they never shrink).
+    #[arg(long, env = "ORDEXA_TOPIC_PARTITIONS", default_value_t = 6)]
+    partitions: i32,
+    /// Replication factor of newly created topics.
+    #[arg(long, env = "ORDEXA_TOPIC_REPLICATION_FACTOR", default_value_t = 1)]
+    replication_factor: i32,
+}
+
+#[derive(Debug, Args)]
 struct MigrateArgs {
     #[command(flatten)]
     database: DatabaseArgs,
@@ -111,6 +155,10 @@ enum Error {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Relay(#[from] ordexa_relay::RelayError),
+    #[error(transparent)]
+    Topics(#[from] ordexa_relay::topics::TopicError),
 }
 
 async fn run(role: Role) -> Result<(), Error> {
@@ -131,7 +179,20 @@ async fn run(role: Role) -> Result<(), Error> {
             println!("{}", auth.mint(&args.user, args.admin, args.ttl)?);
             Ok(())
         }
-        Role::Relay => Err(Error::RoleNotBuilt("relay")),
+        Role::Relay(args) => relay(args).await,
+        Role::Topics(args) => {
+            let outcomes = ordexa_relay::topics::ensure_topics(
+                &args.kafka.kafka_bootstrap,
+                &args.kafka.topic_prefix,
+                args.partitions,
+                args.replication_factor,
+            )
+            .await?;
+            for outcome in outcomes {
+                tracing::info!(?outcome, "topic ready");
+            }
+            Ok(())
+        }
         Role::Projector => Err(Error::RoleNotBuilt("projector")),
         Role::CassandraSchema => Err(Error::RoleNotBuilt("cassandra-schema")),
         Role::Web => Err(Error::RoleNotBuilt("web")),
@@ -148,35 +209,35 @@ async fn api(args: ApiArgs) -> Result<(), Error> {
         .await
         .map_err(|source| Error::Listen { addr: args.http_addr, source })?;
     tracing::info!(addr = %args.http_addr, "api listening");
-    ordexa_api::serve(listener, app, shutdown_signal()).await.map_err(Error::Serve)?;
+    let mut shutdown = ordexa_runtime::Shutdown::on_signals();
+    ordexa_api::serve(listener, app, async move { shutdown.wait().await }).await.map_err(Error::Serve)?;
     tracing::info!("api stopped");
     Ok(())
 }
 
-/// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
+async fn relay(args: RelayArgs) -> Result<(), Error> {
+    let config = ordexa_relay::RelayConfig {
+        database_url: args.database.database_url,
+        kafka_bootstrap: args.kafka.kafka_bootstrap,
+        topic_prefix: args.kafka.topic_prefix,
+        batch_size: args.batch_size,
+        poll_interval: args.poll_interval,
+        delivery_timeout: args.delivery_timeout,
     };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    let shutdown = ordexa_runtime::Shutdown::on_signals();
+    let health = ordexa_runtime::Health::new("starting");
+    let ops = ordexa_runtime::ops_router("relay", health.clone());
+    let server = ordexa_runtime::spawn_ops_server(args.http_addr, ops, shutdown.clone())
+        .await
+        .map_err(|source| Error::Listen { addr: args.http_addr, source })?;
+    tracing::info!(addr = %args.http_addr, topic = %config.topic(), "relay starting");
+    ordexa_relay::run(config, health, shutdown).await?;
+    match server.await {
+        Ok(result) => result.map_err(Error::Serve)?,
+        Err(err) => tracing::warn!(error = %err, "ops server task failed"),
     }
-    tracing::info!("shutdown requested; finishing requests in flight");
+    tracing::info!("relay stopped");
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -190,6 +251,8 @@ fn main() -> std::process::ExitCode {
             .init(),
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init(),
     }
+    // Install the metrics recorder before anything records: metrics recorded earlier are lost.
+    let _ = ordexa_runtime::prometheus();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -217,7 +217,7 @@ async fn insert_outbox(conn: &mut PgConnection, event: &OrderEvent, traceparent:
     .bind(event.event_type.as_str())
     .bind(i32::try_from(EVENT_SCHEMA_VERSION).unwrap_or(i32::MAX))
     .bind(payload)
-    .bind(Json(serde_json::json!({ "traceparent": traceparent })))
+    .bind(Json(serde_json::json!({ "traceparent": crate::trace::valid_or_new(traceparent) })))
     .execute(conn)
     .await?;
     Ok(())

@@ -135,3 +135,180 @@ impl std::fmt::Debug for Failure {
 
 /// The result type of integration tests.
 pub type TestResult = Result<(), Failure>;
+
+/// A database of its own on the local server, for one test.
+pub struct TestDatabase {
+    pub url: String,
+    pub name: String,
+    admin: PgPool,
+}
+
+impl TestDatabase {
+    /// Creates an empty database with a unique name.
+    pub async fn create() -> Result<TestDatabase, Failure> {
+        let admin = postgres().await?;
+        let name = unique_name("ordexa_test");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await?;
+        Ok(TestDatabase { url: with_database(&database_url()?, &name), name, admin })
+    }
+
+    /// Drops it. Not called when a test fails, which leaves the data for inspection
+    /// (`make infra-reset` clears such leftovers).
+    pub async fn drop_database(self) -> Result<(), Failure> {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {} WITH (FORCE)", self.name)))
+            .execute(&self.admin)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The same server's URL with another database name.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let root = base.rsplit_once('/').map(|(root, _)| root).unwrap_or(base);
+    match query {
+        Some(q) => format!("{root}/{database}?{q}"),
+        None => format!("{root}/{database}"),
+    }
+}
+
+/// One message read back from a topic.
+#[derive(Debug, Clone)]
+pub struct ConsumedMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+    /// The broker's CreateTime, in ms since the epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl ConsumedMessage {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Every message of `topic`, from offset 0 up to the high watermarks at the time of the call,
+/// in partition then offset order.
+pub async fn read_topic(topic: &str) -> Result<Vec<ConsumedMessage>, Failure> {
+    use rdkafka::Message;
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::Headers;
+
+    let consumer = kafka_consumer()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(format!("topic {topic} does not exist").into());
+    }
+    let mut remaining = std::collections::HashMap::new();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in &partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
+        if high > 0 {
+            remaining.insert(*p, high);
+            assignment.add_partition_offset(topic, *p, rdkafka::Offset::Beginning)?;
+        }
+    }
+    let mut out = Vec::new();
+    if remaining.is_empty() {
+        return Ok(out);
+    }
+    consumer.assign(&assignment)?;
+    while !remaining.is_empty() {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .map_err(|_| format!("reading {topic} stalled; still expecting {remaining:?}"))??;
+        let headers = message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(ConsumedMessage {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+            timestamp_ms: message.timestamp().to_millis(),
+        });
+        if let Some(high) = remaining.get(&message.partition())
+            && message.offset() + 1 >= *high
+        {
+            remaining.remove(&message.partition());
+        }
+    }
+    out.sort_by_key(|m| (m.partition, m.offset));
+    Ok(out)
+}
+
+/// What [`check_order_stream`] found in a topic.
+#[derive(Debug, Default)]
+pub struct StreamReport {
+    /// Distinct (order, version) events.
+    pub events: usize,
+    /// Messages that repeat an earlier one exactly.
+    pub duplicates: usize,
+    /// The highest version seen per order id.
+    pub latest: std::collections::HashMap<String, i64>,
+}
+
+/// Checks the order-event contract on a topic's messages (in partition, offset order): the key
+/// is the payload's `order_id`; within a partition an order's new versions arrive as 1, 2, 3, …
+/// with no gap and never backwards; a message carrying a version already seen must be an exact
+/// repeat of the earlier message (same bytes, same `event_id` header).
+pub fn check_order_stream(messages: &[ConsumedMessage]) -> Result<StreamReport, Failure> {
+    let mut report = StreamReport::default();
+    let mut seen: std::collections::HashMap<(String, i64), &ConsumedMessage> = std::collections::HashMap::new();
+    let mut partition_of: std::collections::HashMap<String, i32> = std::collections::HashMap::new();
+    for m in messages {
+        let event: serde_json::Value = serde_json::from_slice(&m.payload)
+            .map_err(|e| format!("p{} o{}: payload is not JSON: {e}", m.partition, m.offset))?;
+        let order = event["order_id"].as_str().ok_or_else(|| format!("p{} o{}: no order_id", m.partition, m.offset))?;
+        let version = event["version"].as_i64().ok_or_else(|| format!("p{} o{}: no version", m.partition, m.offset))?;
+        if m.key.as_deref() != Some(order) {
+            return Err(format!("p{} o{}: key {:?} is not the order id {order}", m.partition, m.offset, m.key).into());
+        }
+        if let Some(p) = partition_of.insert(order.to_owned(), m.partition)
+            && p != m.partition
+        {
+            return Err(format!("order {order} appears in partitions {p} and {}", m.partition).into());
+        }
+        let latest = report.latest.get(order).copied().unwrap_or(0);
+        if version == latest + 1 {
+            report.latest.insert(order.to_owned(), version);
+            report.events += 1;
+            seen.insert((order.to_owned(), version), m);
+        } else if version <= latest {
+            let first = seen.get(&(order.to_owned(), version)).ok_or("a repeated version was never seen")?;
+            if first.payload != m.payload || first.header("event_id") != m.header("event_id") {
+                return Err(format!(
+                    "order {order} v{version} at p{} o{} differs from its first delivery at o{}",
+                    m.partition, m.offset, first.offset
+                )
+                .into());
+            }
+            report.duplicates += 1;
+        } else {
+            return Err(format!(
+                "order {order}: v{version} at p{} o{} follows v{latest} (gap or reordering)",
+                m.partition, m.offset
+            )
+            .into());
+        }
+    }
+    Ok(report)
+}

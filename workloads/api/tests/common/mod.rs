@@ -29,7 +29,7 @@ impl TestApp {
         let admin_pool = kit::postgres().await?;
         let database = kit::unique_name("ordexa_test");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).execute(&admin_pool).await?;
-        let url = database_url(&kit::database_url()?, &database);
+        let url = kit::with_database(&kit::database_url()?, &database);
         let pool = ordexa_store::connect(&url, 60).await?;
         ordexa_store::migrate(&pool).await?;
         let store = Store::new(pool.clone());
@@ -57,7 +57,7 @@ impl TestApp {
     pub async fn empty_database(&self) -> Result<(String, String), kit::Failure> {
         let name = kit::unique_name("ordexa_test");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&self.admin_pool).await?;
-        Ok((database_url(&kit::database_url()?, &name), name))
+        Ok((kit::with_database(&kit::database_url()?, &name), name))
     }
 
     pub async fn drop_database(&self, name: &str) -> kit::TestResult {
@@ -102,19 +102,6 @@ impl TestApp {
         Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
             .fetch_one(&self.pool)
             .await?)
-    }
-}
-
-/// The same server's URL with another database name.
-fn database_url(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let root = base.rsplit_once('/').map(|(root, _)| root).unwrap_or(base);
-    match query {
-        Some(q) => format!("{root}/{database}?{q}"),
-        None => format!("{root}/{database}"),
     }
 }
 

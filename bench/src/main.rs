@@ -1,0 +1,73 @@
+//! `ordexa-bench`: Ordexa's benchmark tools. `bench/api.sh` (behind `make bench-api`) drives
+//! them; see `bench/README.md`.
+//!
+//! - `api-load`: open-loop load on `POST /api/v1/orders` at rising rates.
+//! - `pgbench-ladder`: the same SQL transaction through `pgbench` at the same rates.
+//! - `compare`: both, interleaved rate by rate (what `make bench-api` runs).
+//! - `report`: both ladders side by side, as Markdown.
+
+mod compare;
+mod ladder;
+mod load;
+mod pgbench;
+mod procfs;
+mod report;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "ordexa-bench", version, about = "Ordexa benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Open-loop load on POST /api/v1/orders at rising rates.
+    ApiLoad(load::ApiLoadArgs),
+    /// The API's create transaction through pgbench at rising rates, plus a closed-loop run.
+    PgbenchLadder(pgbench::PgbenchArgs),
+    /// Both ladders interleaved rate by rate against the same server.
+    Compare(compare::CompareArgs),
+    /// Write the pgbench script and its variables without running anything.
+    PgbenchScript(ScriptArgs),
+    /// Render both ladders as a Markdown report.
+    Report(report::ReportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ScriptArgs {
+    /// Where to write the script; its `-D` variables are printed.
+    #[arg(long)]
+    out: PathBuf,
+    /// How many distinct users the transactions spread over.
+    #[arg(long, default_value_t = workload::DEFAULT_USERS)]
+    users: u32,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::ApiLoad(args) => load::run(args),
+        Command::PgbenchLadder(args) => pgbench::run(args),
+        Command::Compare(args) => compare::run(args),
+        Command::PgbenchScript(args) => pgbench::write_script(&args.out, args.users).map(|vars| {
+            for (name, value) in vars {
+                println!("-D {name}={value}");
+            }
+        }),
+        Command::Report(args) => report::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ordexa-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Shared by the relay process tests: a migrated database, the topics, order traffic through
+//! the real write model, and relay processes that can be killed.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ordexa_domain::{ItemRequest, OrderId, ShippingAddress, Transition};
+use ordexa_store::{Actor, CreateOrder, CreateOutcome, OrderChange, Store};
+use ordexa_testkit::{self as kit, Failure, TestDatabase};
+
+pub struct World {
+    pub db: TestDatabase,
+    pub store: Store,
+    pub prefix: String,
+}
+
+impl World {
+    /// A migrated database with the development catalog, and fresh topics.
+    pub async fn new(partitions: i32) -> Result<World, Failure> {
+        let db = TestDatabase::create().await?;
+        let pool = ordexa_store::connect(&db.url, 16).await?;
+        ordexa_store::migrate(&pool).await?;
+        let store = Store::new(pool);
+        store.seed_dev_catalog().await?;
+        let prefix = format!("{}.", kit::unique_name("relaytest"));
+        ordexa_relay::topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, partitions, 1).await?;
+        Ok(World { db, store, prefix })
+    }
+
+    pub fn topic(&self) -> String {
+        ordexa_domain::topic_name(&self.prefix)
+    }
+
+    pub async fn outbox_len(&self) -> Result<i64, Failure> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(self.store.pool()).await?)
+    }
+
+    /// Waits until the relays have emptied the outbox.
+    pub async fn wait_drained(&self, within: Duration) -> Result<(), Failure> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = self.outbox_len().await?;
+            if left == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("{left} outbox rows still unpublished after {within:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn finish(self) -> kit::TestResult {
+        self.store.pool().close().await;
+        self.db.drop_database().await
+    }
+}
+
+fn address(line1: String) -> ShippingAddress {
+    ShippingAddress {
+        name: "Grace Hopper".into(),
+        line1,
+        line2: None,
+        city: "Arlington".into(),
+        postal_code: "22201".into(),
+        region: None,
+        country: "US".into(),
+    }
+}
+
+/// Places one order and drives it through `changes` more commands (address revisions, then
+/// confirm and ship), so it ends at version `changes + 1`. Returns its id.
+pub async fn order_with_history(store: &Store, user: &str, changes: usize) -> Result<OrderId, Failure> {
+    let created = store
+        .create_order(CreateOrder {
+            user_id: user.to_owned(),
+            items: vec![ItemRequest { sku: "MUG-CERAMIC".into(), quantity: 1 }],
+            shipping_address: address("1 Main Street".into()),
+            idempotency: None,
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+        })
+        .await?;
+    let CreateOutcome::Created { order, .. } = created else { return Err("unexpected idempotent replay".into()) };
+    let actor = Actor { user_id: "staff".into(), is_admin: true };
+    for step in 0..changes {
+        let change = match changes - step {
+            2 if changes >= 2 => OrderChange::Transition(Transition::Confirm),
+            1 if changes >= 2 => OrderChange::Transition(Transition::Ship),
+            _ => OrderChange::Revise { items: None, shipping_address: Some(address(format!("{step} Revision Road"))) },
+        };
+        store
+            .change_order(order.id, &actor, change, None, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .await?;
+    }
+    Ok(order.id)
+}
+
+/// An `ordexa relay` process, killed when dropped so a failing test leaves none behind.
+pub struct Relay(Option<Child>);
+
+impl Relay {
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) -> Result<(), Failure> {
+        if let Some(child) = self.0.as_mut() {
+            child.kill()?;
+            child.wait()?;
+        }
+        self.0 = None;
+        Ok(())
+    }
+
+    /// SIGTERM, as Kubernetes would, and the exit must be clean.
+    pub fn terminate(mut self) -> Result<(), Failure> {
+        match self.0.take() {
+            Some(child) => terminate(child),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts an `ordexa relay` for this world.
+pub fn spawn_relay(world: &World, http_port: u16) -> Result<Relay, Failure> {
+    Ok(Relay(Some(
+        Command::new(env!("CARGO_BIN_EXE_ordexa"))
+            .arg("relay")
+            .env("ORDEXA_DATABASE_URL", &world.db.url)
+            .env("ORDEXA_KAFKA_BOOTSTRAP", kit::kafka_bootstrap()?)
+            .env("ORDEXA_TOPIC_PREFIX", &world.prefix)
+            .env("ORDEXA_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+            .env("ORDEXA_RELAY_POLL_INTERVAL", "200ms")
+            .env("RUST_LOG", "error,ordexa_relay=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?,
+    )))
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> Result<u16, Failure> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn terminate(mut child: Child) -> Result<(), Failure> {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                return Err(format!("relay exited with {status} on SIGTERM").into());
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill()?;
+    Err("relay did not stop within 20 s of SIGTERM".into())
+}

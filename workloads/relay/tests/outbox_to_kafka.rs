@@ -1,0 +1,130 @@
+//! The relay in-process against real PostgreSQL and Kafka: only committed rows are published,
+//! with the contract's key and headers and schema-valid values, and the outbox drains.
+
+use std::time::Duration;
+
+use ordexa_domain::{ItemRequest, OrderEvent, ShippingAddress, Transition};
+use ordexa_relay::{RelayConfig, topics};
+use ordexa_runtime::{Health, Shutdown};
+use ordexa_store::{Actor, CreateOrder, CreateOutcome, OrderChange, Store};
+use ordexa_testkit::{self as kit, TestDatabase, TestResult};
+use serde_json::Value;
+
+fn address() -> ShippingAddress {
+    ShippingAddress {
+        name: "Ada Lovelace".into(),
+        line1: "12 Analytical Row".into(),
+        line2: None,
+        city: "London".into(),
+        postal_code: "N1 7GU".into(),
+        region: None,
+        country: "GB".into(),
+    }
+}
+
+async fn outbox_len(store: &Store) -> Result<i64, kit::Failure> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(store.pool()).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> TestResult {
+    let db = TestDatabase::create().await?;
+    let pool = ordexa_store::connect(&db.url, 8).await?;
+    ordexa_store::migrate(&pool).await?;
+    let store = Store::new(pool.clone());
+    store.seed_dev_catalog().await?;
+    let prefix = format!("{}.", kit::unique_name("relaytest"));
+    let created = topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 3, 1).await?;
+    assert_eq!(created.len(), 2, "orders topic and its DLQ");
+    // Asking again changes nothing; asking for fewer partitions is refused.
+    let again = topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 3, 1).await?;
+    assert!(again.iter().all(|o| matches!(o, topics::TopicOutcome::Unchanged { partitions: 3, .. })), "{again:?}");
+    assert!(matches!(
+        topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 2, 1).await,
+        Err(topics::TopicError::WouldShrink { current: 3, requested: 2, .. })
+    ));
+
+    let config = RelayConfig {
+        database_url: db.url.clone(),
+        kafka_bootstrap: kit::kafka_bootstrap()?,
+        topic_prefix: prefix.clone(),
+        batch_size: 100,
+        poll_interval: Duration::from_millis(500),
+        delivery_timeout: Duration::from_secs(30),
+    };
+    let (trigger, shutdown) = Shutdown::new();
+    let health = Health::new("starting");
+    let relay = tokio::spawn(ordexa_relay::run(config, health.clone(), shutdown));
+
+    // Committed commands: 20 orders, each created, confirmed and cancelled.
+    let admin = Actor { user_id: "staff".into(), is_admin: true };
+    let mut committed = Vec::new();
+    for i in 0..20 {
+        let outcome = store
+            .create_order(CreateOrder {
+                user_id: format!("user-{i}"),
+                items: vec![ItemRequest { sku: "FRENCH-PRESS".into(), quantity: 1 }],
+                shipping_address: address(),
+                idempotency: None,
+                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            })
+            .await?;
+        let CreateOutcome::Created { order, .. } = outcome else { return Err("unexpected replay".into()) };
+        for t in [Transition::Confirm, Transition::Cancel] {
+            store.change_order(order.id, &admin, OrderChange::Transition(t), None, "").await?;
+        }
+        committed.push(order.id);
+    }
+
+    // A transaction that writes an outbox row and is rolled back after the relay has had every
+    // chance to see it.
+    let mut tx = pool.begin().await?;
+    let mut ghost_order = store.get_order(committed[0], &admin).await?;
+    ghost_order.id = ordexa_domain::OrderId::new();
+    ghost_order.version = 1;
+    ghost_order.status = ordexa_domain::OrderStatus::Pending;
+    let ghost = OrderEvent::created(&ghost_order);
+    sqlx::query(
+        "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, schema_version, payload) \
+         VALUES ($1, $2, 1, 'order.created', 1, $3::json)",
+    )
+    .bind(ghost.event_id)
+    .bind(ghost.order_id.0)
+    .bind(serde_json::to_string(&ghost)?)
+    .execute(&mut *tx)
+    .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while outbox_len(&store).await? > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the committed rows were not drained");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tx.rollback().await?;
+    assert_eq!(health.check(), Ok(()));
+    assert_eq!(outbox_len(&store).await?, 0, "the outbox is empty after draining");
+
+    trigger.fire();
+    relay.await??;
+
+    let messages = kit::read_topic(&ordexa_domain::topic_name(&prefix)).await?;
+    let report = kit::check_order_stream(&messages)?;
+    assert_eq!(report.events, 60);
+    assert!(!report.latest.contains_key(&ghost.order_id.to_string()), "a rolled-back row was published");
+    for id in &committed {
+        assert_eq!(report.latest.get(&id.to_string()).copied(), Some(3));
+    }
+
+    let schema: Value = serde_json::from_str(ordexa_domain::ORDER_EVENT_SCHEMA)?;
+    let validator = jsonschema::options().should_validate_formats(true).build(&schema).map_err(|e| e.to_string())?;
+    for m in &messages {
+        let value: Value = serde_json::from_slice(&m.payload)?;
+        let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "p{} o{}: {errors:?}", m.partition, m.offset);
+        assert_eq!(m.header("event_id"), value["event_id"].as_str());
+        assert_eq!(m.header("type"), value["type"].as_str());
+        assert_eq!(m.header("schema_version"), Some("1"));
+        assert!(m.header("traceparent").is_some_and(|t| t.starts_with("00-")), "traceparent header");
+    }
+    pool.close().await;
+    db.drop_database().await
+}
