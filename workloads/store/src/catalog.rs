@@ -48,20 +48,28 @@ impl Store {
         rows.iter().map(product_from_row).collect()
     }
 
+    /// Runs `sql` with the product's fields as $1 (sku) to $5 (active); returns rows affected.
+    async fn write_product(&self, sql: &'static str, product: &Product) -> Result<u64> {
+        Ok(sqlx::query(sql)
+            .bind(product.sku.as_str())
+            .bind(&product.name)
+            .bind(product.unit_price)
+            .bind(product.currency.as_str())
+            .bind(product.active)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     /// Adds a product; an existing sku is refused.
     pub async fn create_product(&self, product: &Product) -> Result<()> {
-        let inserted = sqlx::query(
-            "INSERT INTO products (sku, name, unit_price, currency, active) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (sku) DO NOTHING",
-        )
-        .bind(product.sku.as_str())
-        .bind(&product.name)
-        .bind(product.unit_price)
-        .bind(product.currency.as_str())
-        .bind(product.active)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let inserted = self
+            .write_product(
+                "INSERT INTO products (sku, name, unit_price, currency, active) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (sku) DO NOTHING",
+                product,
+            )
+            .await?;
         if inserted == 0 {
             return Err(StoreError::ProductExists(product.sku.clone()));
         }
@@ -71,18 +79,13 @@ impl Store {
     /// Replaces an existing product's fields. Orders already placed keep the price they were
     /// placed with: their items carry a copy.
     pub async fn update_product(&self, product: &Product) -> Result<()> {
-        let updated = sqlx::query(
-            "UPDATE products SET name = $2, unit_price = $3, currency = $4, active = $5, updated_at = now() \
-             WHERE sku = $1",
-        )
-        .bind(product.sku.as_str())
-        .bind(&product.name)
-        .bind(product.unit_price)
-        .bind(product.currency.as_str())
-        .bind(product.active)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let updated = self
+            .write_product(
+                "UPDATE products SET name = $2, unit_price = $3, currency = $4, active = $5, updated_at = now() \
+                 WHERE sku = $1",
+                product,
+            )
+            .await?;
         if updated == 0 {
             return Err(StoreError::ProductNotFound(product.sku.clone()));
         }

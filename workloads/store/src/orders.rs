@@ -184,8 +184,12 @@ async fn insert_items(conn: &mut PgConnection, order: &Order) -> Result<()> {
     let line_nos: Vec<i32> = (1..).take(order.items.len()).collect();
     let skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
     let names: Vec<&str> = order.items.iter().map(|i| i.name.as_str()).collect();
-    let quantities: Vec<i32> =
-        order.items.iter().map(|i| i32::try_from(i.quantity).unwrap_or(i32::MAX)).collect::<Vec<_>>();
+    let quantities: Vec<i32> = order
+        .items
+        .iter()
+        .map(|i| i32::try_from(i.quantity))
+        .collect::<Result<_, _>>()
+        .map_err(|e| StoreError::CorruptRow(format!("order {} item quantity: {e}", order.id)))?;
     let prices: Vec<i64> = order.items.iter().map(|i| i.unit_price).collect();
     let totals: Vec<i64> = order.items.iter().map(|i| i.line_total).collect();
     sqlx::query(
@@ -377,12 +381,7 @@ impl Store {
 
     /// A user's orders, newest first.
     pub async fn list_orders_of_user(&self, user_id: &str, limit: u32, after: Option<PageCursor>) -> Result<OrderPage> {
-        let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 \
-             AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
-             ORDER BY created_at DESC, id DESC LIMIT $4"
-        );
-        self.page(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id), limit, after).await
+        self.newest_first("user_id", user_id, limit, after).await
     }
 
     /// Orders in one status, newest first.
@@ -392,23 +391,26 @@ impl Store {
         limit: u32,
         after: Option<PageCursor>,
     ) -> Result<OrderPage> {
-        let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE status = $1 \
-             AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
-             ORDER BY created_at DESC, id DESC LIMIT $4"
-        );
-        self.page(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(status.as_str()), limit, after).await
+        self.newest_first("status", status.as_str(), limit, after).await
     }
 
-    async fn page<'q>(
+    /// One page of the orders whose `column` equals `value`, newest first, after `after`.
+    async fn newest_first(
         &self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        column: &'static str,
+        value: &str,
         limit: u32,
         after: Option<PageCursor>,
     ) -> Result<OrderPage> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE {column} = $1 \
+             AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        );
         let mut conn = self.pool.acquire().await?;
         // One extra row tells whether another page follows.
-        let rows = query
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
             .bind(after.map(|c| c.created_at))
             .bind(after.map(|c| c.id))
             .bind(i64::from(limit) + 1)
