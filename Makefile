@@ -24,6 +24,7 @@ dev: prereqs ## run Ordexa locally: the real servers, migrations, topics, api an
 
 .PHONY: test
 test: prereqs lint infra-up ## format/lint checks, unit and integration tests against the real servers
+	bash infra/test-infra.sh
 	$(WITH_ENV) cargo test --workspace --locked
 
 .PHONY: lint
