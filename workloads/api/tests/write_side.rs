@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 fn event_schema() -> Result<jsonschema::Validator, ordexa_testkit::Failure> {
     let schema: Value = serde_json::from_str(ordexa_domain::ORDER_EVENT_SCHEMA)?;
-    Ok(jsonschema::validator_for(&schema).map_err(|e| e.to_string())?)
+    Ok(jsonschema::options().should_validate_formats(true).build(&schema).map_err(|e| e.to_string())?)
 }
 
 #[tokio::test]
