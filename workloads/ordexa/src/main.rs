@@ -260,6 +260,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    runtime.spawn(ordexa_runtime::metrics_upkeep());
     match runtime.block_on(run(cli.role)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

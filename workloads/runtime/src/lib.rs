@@ -29,6 +29,17 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
+/// Folds recorded histogram samples into their summaries every few seconds. Without it the
+/// samples pile up in memory until `/metrics` is scraped — unbounded in a process nobody scrapes.
+pub async fn metrics_upkeep() {
+    let handle = prometheus();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
 /// Whether a role can do its work right now, and if not, why.
 #[derive(Clone, Debug)]
 pub struct Health {
