@@ -52,7 +52,9 @@ infra-status: ## say what runs where
 infra-env: ## print export lines for the running servers: eval "$(make -s infra-env)"
 	@$(INFRA) env
 
-.PHONY: bench bench-api
-bench: bench-api ## run every benchmark (today: bench-api); results land in bench/results/
+.PHONY: bench bench-api bench-relay
+bench: bench-api bench-relay ## run every benchmark (bench-api, then bench-relay); results land in bench/results/
 bench-api: ## open-loop load on POST /api/v1/orders next to pgbench with the same SQL; writes bench/results/api-*.md
 	@bash bench/api.sh
+bench-relay: ## the outbox relay: drain 200,000 rows, steady load, producer and SQL ceilings; writes bench/results/relay-*.md
+	@bash bench/relay.sh

@@ -13,9 +13,9 @@
 #   BENCH_API_LOG     RUST_LOG of the API under load (default info, as deployed)
 #   BENCH_KEEP_DB=1   keep the ordexa_bench database afterwards
 set -euo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init api
 
 RATES=${BENCH_RATES:-100,200,400,600,800,900,1000,1100,1200,1300,1400,1500,1600,1700,1800,2000,2200,2400}
 DURATION=${BENCH_DURATION:-10}
@@ -26,25 +26,9 @@ MAX_IN_FLIGHT=${BENCH_MAX_IN_FLIGHT:-512}
 API_LOG=${BENCH_API_LOG:-info}
 DB=ordexa_bench
 
-export ORDEXA_CACHE_DIR=${ORDEXA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ordexa}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ORDEXA_CACHE_DIR/target}
-STATE_DIR=${ORDEXA_STATE_DIR:-$ROOT/.state}
-
-log() { printf '[bench-api] %s\n' "$*" >&2; }
-die() {
-  log "ERROR: $*"
-  exit 1
-}
-
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-started=$(date -u '+%Y-%m-%d %H:%M UTC')
-WORK=$ORDEXA_CACHE_DIR/bench/api-$stamp
-mkdir -p "$WORK"
 log "work folder (raw JSON, pgbench logs, API log): $WORK"
 
 api_pid=
-bench_url=
-admin_url=
 cleanup() {
   local status=$?
   if [[ -n $api_pid ]] && kill -0 "$api_pid" 2>/dev/null; then
@@ -57,37 +41,19 @@ cleanup() {
     kill -KILL "$api_pid" 2>/dev/null || true
     wait "$api_pid" 2>/dev/null || true
   fi
-  if [[ -n $admin_url && ${BENCH_KEEP_DB:-0} != 1 ]]; then
-    psql -X -q "$admin_url" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-  fi
+  bench_drop_database
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- build -------------------------------------------------------------------------------------
-log "building ordexa and ordexa-bench (release)"
-cargo build --release --locked -p ordexa -p ordexa-bench
-ORDEXA=$CARGO_TARGET_DIR/release/ordexa
-BENCH=$CARGO_TARGET_DIR/release/ordexa-bench
+bench_build
 
 # --- a fresh database on the local server --------------------------------------------------------
-bash infra/infra.sh up postgres
-eval "$(bash infra/infra.sh env postgres)"
-admin_url=$ORDEXA_DATABASE_URL
-bench_url=${admin_url%/*}/$DB
-psql -X -q "$admin_url" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-"$ORDEXA" migrate --seed-dev --database-url "$bench_url"
-sql() { psql -X -q -tA "$bench_url" -c "$1"; }
-sync_commit=$(sql 'SHOW synchronous_commit')
-[[ $sync_commit == on ]] || die "synchronous_commit is '$sync_commit' on the server; this benchmark needs it on"
-pg_version=$(sql 'SELECT version()')
+bench_database "$DB" --seed-dev
 settings=()
-for name in synchronous_commit fsync wal_sync_method full_page_writes shared_buffers max_wal_size commit_delay; do
-  settings+=(--setting "PostgreSQL $name=$(sql "SHOW $name")")
-done
-settings+=(--setting "schema (migrations applied)=$(sql "SELECT string_agg(version || ' ' || description, ', ' ORDER BY version) FROM _sqlx_migrations")")
-pg_pid=$(head -n1 "$STATE_DIR/postgres/data/postmaster.pid" 2>/dev/null || true)
+bench_pg_facts
 pg_pid_arg=()
 [[ -n $pg_pid ]] && pg_pid_arg=(--pg-pid "$pg_pid")
 PGBENCH=/usr/lib/postgresql/15/bin/pgbench
@@ -125,11 +91,7 @@ wait "$api_pid" || true
 api_pid=
 
 # --- the report ------------------------------------------------------------------------------------
-commit=$(git rev-parse HEAD)
-dirty=()
-# Earlier results waiting to be committed do not make the measured code dirty.
-[[ -z $(git status --porcelain -- . ':!bench/results') ]] || dirty=(--dirty)
-out=bench/results/api-$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD).md
+bench_result api
 "$BENCH" report --api "$WORK/api.json" --pgbench "$WORK/pgbench.json" --out "$out" \
   --commit "$commit" "${dirty[@]}" --date "$started" --pg-version "$pg_version" "${settings[@]}" >/dev/null
 log "results: $out"

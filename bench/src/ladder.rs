@@ -122,10 +122,7 @@ impl Step {
     /// Cores busy during the window with anything but the processes under test (other work on
     /// the machine, kernel time not charged to them).
     pub fn other_cores(&self) -> Option<f64> {
-        self.cpu.as_ref().map(|c| {
-            let busy = c.machine_busy_pct / 100.0 * c.cores as f64;
-            (busy - c.cores_used.values().sum::<f64>()).max(0.0)
-        })
+        self.cpu.as_ref().map(CpuUsage::other_cores)
     }
 
     pub fn disturbed(&self) -> bool {

@@ -326,18 +326,7 @@ impl ApiSide {
             before.usage_until(&CpuSnapshot::take(&groups))
         });
         // The API's resident memory, sampled through the step.
-        let rss_peak = Arc::new(AtomicU64::new(0));
-        let sampler = args.api_pid.map(|pid| {
-            let peak = Arc::clone(&rss_peak);
-            tokio::spawn(async move {
-                loop {
-                    if let Some(mem) = procfs::memory(pid) {
-                        peak.fetch_max(mem.vm_rss_kib, Ordering::Relaxed);
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            })
-        });
+        let sampler = args.api_pid.map(|pid| procfs::RssSampler::start(pid, Duration::from_millis(250)));
 
         let count = ((ladder.warmup + ladder.duration) * f64::from(rate)) as u64;
         for i in 0..count {
@@ -368,9 +357,7 @@ impl ApiSide {
             bail!("requests still in flight {drain:?} after the step ended");
         }
         let cpu = cpu.await.ok();
-        if let Some(sampler) = sampler {
-            sampler.abort();
-        }
+        let rss_peak_kib = sampler.map(|sampler| sampler.peak_kib());
         let rec = lock(&recorder);
         let mut step = Step {
             target_rate: f64::from(rate),
@@ -382,7 +369,7 @@ impl ApiSide {
             latency: ladder::latency(&rec.latency),
             start_lag: ladder::latency(&rec.start_lag),
             cpu,
-            api_rss_peak_kib: args.api_pid.map(|_| rss_peak.load(Ordering::Relaxed)),
+            api_rss_peak_kib: rss_peak_kib,
             busy_before_pct: None,
             repeated: false,
             sustained: false,

@@ -1,16 +1,20 @@
-//! `ordexa-bench`: Ordexa's benchmark tools. `bench/api.sh` (behind `make bench-api`) drives
-//! them; see `bench/README.md`.
+//! `ordexa-bench`: Ordexa's benchmark tools. `bench/api.sh` (behind `make bench-api`) and
+//! `bench/relay.sh` (behind `make bench-relay`) drive them; see `bench/README.md`.
 //!
 //! - `api-load`: open-loop load on `POST /api/v1/orders` at rising rates.
 //! - `pgbench-ladder`: the same SQL transaction through `pgbench` at the same rates.
 //! - `compare`: both, interleaved rate by rate (what `make bench-api` runs).
 //! - `report`: both ladders side by side, as Markdown.
+//! - `relay`: the outbox relay draining a backlog, under steady load, and its two ceilings
+//!   (what `make bench-relay` runs); `relay-report` renders it, `relay-cleanup` removes the
+//!   run's topics.
 
 mod compare;
 mod ladder;
 mod load;
 mod pgbench;
 mod procfs;
+mod relay;
 mod report;
 mod workload;
 
@@ -38,6 +42,12 @@ enum Command {
     PgbenchScript(ScriptArgs),
     /// Render both ladders as a Markdown report.
     Report(report::ReportArgs),
+    /// The outbox relay: drain a backlog, steady load, and the producer and SQL ceilings.
+    Relay(relay::RelayArgs),
+    /// Render a relay run as a Markdown report.
+    RelayReport(relay::report::RelayReportArgs),
+    /// Delete a relay run's topics (every topic with its `bench…` prefix).
+    RelayCleanup(relay::CleanupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +72,9 @@ fn main() -> ExitCode {
             }
         }),
         Command::Report(args) => report::run(args),
+        Command::Relay(args) => relay::run(args),
+        Command::RelayReport(args) => relay::report::run(args),
+        Command::RelayCleanup(args) => relay::cleanup(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

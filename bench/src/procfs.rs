@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct CpuSnapshot {
     total: u64,
     idle: u64,
-    groups: BTreeMap<String, u64>,
+    /// Per group, the jiffies of each of its processes: a process that exits between two
+    /// snapshots then only loses its own share instead of lowering the group's sum.
+    groups: BTreeMap<String, BTreeMap<u32, u64>>,
 }
 
 /// CPU use between two snapshots.
@@ -25,6 +27,15 @@ pub struct CpuUsage {
     pub cores_used: BTreeMap<String, f64>,
 }
 
+impl CpuUsage {
+    /// Cores busy with anything but the named groups (other work on the machine, kernel time
+    /// not charged to them): a large value means the window was disturbed.
+    pub fn other_cores(&self) -> f64 {
+        let busy = self.machine_busy_pct / 100.0 * self.cores as f64;
+        (busy - self.cores_used.values().sum::<f64>()).max(0.0)
+    }
+}
+
 /// A process group to account: one process, or a process and its direct children (the
 /// PostgreSQL postmaster and its backends).
 #[derive(Debug, Clone)]
@@ -36,6 +47,22 @@ pub struct Group {
 
 pub fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Clock ticks per second of `/proc` CPU times (USER_HZ), from `getconf CLK_TCK`; 100 (what
+/// Linux uses on every common architecture) when that cannot be asked.
+pub fn clock_ticks_per_second() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .filter(|&ticks| ticks > 0)
+            .unwrap_or(100)
+    })
 }
 
 /// `(utime + stime, ppid)` of a process, or `None` when it is gone.
@@ -61,23 +88,25 @@ fn machine_jiffies() -> Option<(u64, u64)> {
     Some((total, idle))
 }
 
-fn group_jiffies(group: &Group) -> u64 {
-    let own = process_stat(group.pid).map(|(t, _)| t).unwrap_or(0);
-    if !group.with_children {
-        return own;
+fn group_jiffies(group: &Group) -> BTreeMap<u32, u64> {
+    let mut ticks = BTreeMap::new();
+    if let Some((own, _)) = process_stat(group.pid) {
+        ticks.insert(group.pid, own);
     }
-    let mut sum = own;
+    if !group.with_children {
+        return ticks;
+    }
     if let Ok(entries) = fs::read_dir("/proc") {
         for entry in entries.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            if let Some((ticks, ppid)) = process_stat(pid)
+            if let Some((t, ppid)) = process_stat(pid)
                 && ppid == group.pid
             {
-                sum += ticks;
+                ticks.insert(pid, t);
             }
         }
     }
-    sum
+    ticks
 }
 
 impl CpuSnapshot {
@@ -85,6 +114,25 @@ impl CpuSnapshot {
         let (total, idle) = machine_jiffies().unwrap_or((0, 0));
         let groups = groups.iter().map(|g| (g.name.clone(), group_jiffies(g))).collect();
         CpuSnapshot { total, idle, groups }
+    }
+
+    /// Jiffies `name` used from `self` (earlier) to `later`: per process, so one that exited in
+    /// between is missing only its own time; one that started in between counts from its start.
+    fn group_delta(&self, later: &CpuSnapshot, name: &str) -> u64 {
+        let before = self.groups.get(name);
+        later.groups.get(name).map_or(0, |after| {
+            after
+                .iter()
+                .map(|(pid, ticks)| ticks.saturating_sub(before.and_then(|b| b.get(pid)).copied().unwrap_or(0)))
+                .sum()
+        })
+    }
+
+    /// CPU seconds each group used from `self` (earlier) to `later`. A group whose process
+    /// started after `self` counts from its start.
+    pub fn cpu_seconds_until(&self, later: &CpuSnapshot) -> BTreeMap<String, f64> {
+        let hz = clock_ticks_per_second() as f64;
+        later.groups.keys().map(|name| (name.clone(), self.group_delta(later, name) as f64 / hz)).collect()
     }
 
     /// Usage from `self` (earlier) to `later`. Process jiffies and machine jiffies share a unit
@@ -97,14 +145,8 @@ impl CpuSnapshot {
             return CpuUsage { cores, ..CpuUsage::default() };
         }
         let per_core = total as f64 / cores as f64;
-        let cores_used = later
-            .groups
-            .iter()
-            .map(|(name, after)| {
-                let before = self.groups.get(name).copied().unwrap_or(0);
-                (name.clone(), after.saturating_sub(before) as f64 / per_core)
-            })
-            .collect();
+        let cores_used =
+            later.groups.keys().map(|name| (name.clone(), self.group_delta(later, name) as f64 / per_core)).collect();
         CpuUsage { machine_busy_pct: 100.0 * (total - idle.min(total)) as f64 / total as f64, cores, cores_used }
     }
 }
@@ -154,6 +196,40 @@ pub fn memory(pid: u32) -> Option<Memory> {
             .and_then(|v| v.parse::<u64>().ok())
     };
     Some(Memory { vm_rss_kib: field("VmRSS:")?, vm_hwm_kib: field("VmHWM:")? })
+}
+
+/// Samples a process's resident memory every `interval` on the tokio runtime, keeping the
+/// highest VmRSS seen, until dropped.
+pub struct RssSampler {
+    peak_kib: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32, interval: std::time::Duration) -> Self {
+        let peak_kib = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let peak = std::sync::Arc::clone(&peak_kib);
+        let task = tokio::spawn(async move {
+            loop {
+                if let Some(mem) = memory(pid) {
+                    peak.fetch_max(mem.vm_rss_kib, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+        RssSampler { peak_kib, task }
+    }
+
+    /// The highest VmRSS seen so far, in KiB (0 before the first sample).
+    pub fn peak_kib(&self) -> u64 {
+        self.peak_kib.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The machine, as the report states it.

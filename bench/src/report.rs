@@ -17,34 +17,85 @@ pub struct ReportArgs {
     /// The pgbench-ladder results (JSON).
     #[arg(long)]
     pgbench: PathBuf,
-    /// Where to write the Markdown.
-    #[arg(long)]
-    out: PathBuf,
-    /// The commit measured.
-    #[arg(long)]
-    commit: String,
-    /// The working tree had changes not in the commit.
-    #[arg(long)]
-    dirty: bool,
-    /// `SELECT version()` of the server.
-    #[arg(long)]
-    pg_version: String,
     /// The goal for API rate / pgbench rate.
     #[arg(long, default_value_t = 0.8)]
     goal: f64,
-    /// When the run started, as the report states it (default: now).
-    #[arg(long)]
-    date: Option<String>,
-    /// Extra `key=value` facts about the run (server settings...).
-    #[arg(long = "setting")]
-    settings: Vec<String>,
+    #[command(flatten)]
+    facts: RunFacts,
 }
 
-fn mib(kib: u64) -> String {
+/// What every result file states about its run, given by the script that ran it.
+#[derive(Debug, Clone, Args)]
+pub struct RunFacts {
+    /// Where to write the Markdown.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The commit measured.
+    #[arg(long)]
+    pub commit: String,
+    /// The working tree had changes not in the commit.
+    #[arg(long)]
+    pub dirty: bool,
+    /// `SELECT version()` of the server.
+    #[arg(long)]
+    pub pg_version: String,
+    /// When the run started, as the report states it (default: now).
+    #[arg(long)]
+    pub date: Option<String>,
+    /// Extra `key=value` facts about the run (server settings...).
+    #[arg(long = "setting")]
+    pub settings: Vec<String>,
+}
+
+impl RunFacts {
+    pub fn date(&self) -> String {
+        self.date.clone().unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string())
+    }
+
+    pub fn short_commit(&self) -> String {
+        self.commit.chars().take(12).collect()
+    }
+
+    pub fn dirty_note(&self) -> &'static str {
+        if self.dirty { " (working tree dirty: uncommitted changes were measured)" } else { " (clean tree)" }
+    }
+
+    /// The `## Machine` section: the machine, the server, the settings, the commit and the date,
+    /// then `sharing` (how the processes under test share the machine).
+    pub fn machine_section(&self, out: &mut String, date: &str, sharing: &str) -> Result<()> {
+        let machine = procfs::machine();
+        writeln!(out, "## Machine\n")?;
+        writeln!(out, "- CPU: {} × {}", machine.cores, machine.cpu_model)?;
+        writeln!(out, "- memory: {}", machine.memory)?;
+        writeln!(out, "- kernel: {}; OS: {}", machine.kernel, machine.os)?;
+        writeln!(out, "- PostgreSQL: {}", self.pg_version)?;
+        for setting in &self.settings {
+            if let Some((key, value)) = setting.split_once('=') {
+                writeln!(out, "- {key}: {value}")?;
+            }
+        }
+        writeln!(out, "- commit: `{}`{}", self.commit, self.dirty_note())?;
+        writeln!(out, "- date: {date}")?;
+        writeln!(out, "- {sharing}\n")?;
+        Ok(())
+    }
+
+    /// Writes the report to `--out` and prints it.
+    pub fn write(&self, text: &str) -> Result<()> {
+        if let Some(dir) = self.out.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&self.out, text).with_context(|| format!("writing {}", self.out.display()))?;
+        println!("{text}");
+        Ok(())
+    }
+}
+
+pub fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
-fn ms(v: Option<f64>) -> String {
+pub fn ms(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".to_owned())
 }
 
@@ -197,18 +248,16 @@ fn memory_line(label: &str, memory: Option<Memory>) -> String {
 }
 
 pub fn render(api: &Ladder, pg: &Ladder, args: &ReportArgs, date: &str) -> Result<String> {
-    let machine = procfs::machine();
+    let facts = &args.facts;
     let api_best = api.highest_sustained();
     let pg_best = pg.highest_sustained();
     let ratio = match (api_best, pg_best) {
         (Some(a), Some(p)) if p.target_rate > 0.0 => Some(a.target_rate / p.target_rate),
         _ => None,
     };
-    let short: String = args.commit.chars().take(12).collect();
-    let dirty = if args.dirty { " (working tree dirty: uncommitted changes were measured)" } else { " (clean tree)" };
     let mut out = String::new();
     writeln!(out, "# API write benchmark: POST /api/v1/orders vs pgbench\n")?;
-    writeln!(out, "{date} · commit `{short}`{dirty} · `make bench-api`\n")?;
+    writeln!(out, "{date} · commit `{}`{} · `make bench-api`\n", facts.short_commit(), facts.dirty_note())?;
 
     writeln!(out, "## Result\n")?;
     let rate = |s: Option<&Step>| s.map(|s| format!("{:.0}/s", s.target_rate)).unwrap_or_else(|| "none".into());
@@ -254,26 +303,14 @@ pub fn render(api: &Ladder, pg: &Ladder, args: &ReportArgs, date: &str) -> Resul
     writeln!(out, "Sustained means: {}.\n", api.rule.describe())?;
     disturbance(&mut out, api, pg)?;
 
-    writeln!(out, "## Machine\n")?;
-    writeln!(out, "- CPU: {} × {}", machine.cores, machine.cpu_model)?;
-    writeln!(out, "- memory: {}", machine.memory)?;
-    writeln!(out, "- kernel: {}; OS: {}", machine.kernel, machine.os)?;
-    writeln!(out, "- PostgreSQL: {}", args.pg_version)?;
-    for setting in &args.settings {
-        if let Some((key, value)) = setting.split_once('=') {
-            writeln!(out, "- {key}: {value}")?;
-        }
-    }
-    writeln!(out, "- commit: `{}`{dirty}", args.commit)?;
-    writeln!(out, "- date: {date}")?;
-    writeln!(
-        out,
-        "- everything on this one machine: the load generator (or pgbench), the API and PostgreSQL share its {} \
+    let sharing = format!(
+        "everything on this one machine: the load generator (or pgbench), the API and PostgreSQL share its {} \
          cores; \"CPU busy\" is the whole machine over the measured window, the \"cores\" columns are what each \
          process (PostgreSQL: postmaster and backends) used, \"other cores\" the rest of the busy time (other \
-         work on the machine, kernel time not charged to these processes).\n",
-        machine.cores
-    )?;
+         work on the machine, kernel time not charged to these processes).",
+        procfs::cores()
+    );
+    facts.machine_section(&mut out, date, &sharing)?;
 
     writeln!(out, "## API ladder\n")?;
     table(&mut out, api, true)?;
@@ -319,12 +356,7 @@ pub fn render(api: &Ladder, pg: &Ladder, args: &ReportArgs, date: &str) -> Resul
 pub fn run(args: ReportArgs) -> Result<()> {
     let api = Ladder::load(&args.api)?;
     let pg = Ladder::load(&args.pgbench)?;
-    let date = args.date.clone().unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string());
+    let date = args.facts.date();
     let text = render(&api, &pg, &args, &date)?;
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
-    println!("{text}");
-    Ok(())
+    args.facts.write(&text)
 }

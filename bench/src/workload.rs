@@ -1,11 +1,15 @@
 //! What one "create an order" looks like in these benchmarks, shared by the HTTP load and the
 //! pgbench script so both sides do the same work: two lines from the development catalog
 //! (`ordexa migrate --seed-dev`), a full shipping address, one of [`DEFAULT_USERS`] users.
+//! The relay benchmark takes whole order lives from here too ([`order_life`]): the events the
+//! write side would put in the outbox.
 
 use std::collections::HashMap;
 
 use anyhow::{Context, Result};
-use ordexa_domain::{Currency, ItemRequest, Order, OrderEvent, OrderId, Product, ShippingAddress, Sku, price_items};
+use ordexa_domain::{
+    Currency, ItemRequest, Order, OrderEvent, OrderId, Product, ShippingAddress, Sku, Transition, price_items,
+};
 use ordexa_store::DEV_CATALOG;
 
 /// How many distinct users (token subjects) the load spreads over.
@@ -71,6 +75,34 @@ pub fn sample_order(variant: usize, user: &str) -> Result<(Order, OrderEvent)> {
     Ok((order, event))
 }
 
+/// The events of one order's life, `events` of them (at least one), as the write side's
+/// commands produce them: placed (`order.created`), then revised while PENDING (items and
+/// address in turn), then confirmed, shipped and delivered (each `order.updated`, carrying the
+/// full snapshot). `variant` picks the items, like [`items`].
+pub fn order_life(variant: usize, user: &str, events: usize) -> Result<Vec<OrderEvent>> {
+    let catalog = catalog()?;
+    let priced = price_items(&items(variant), &catalog).context("pricing the sample order")?;
+    let mut order = Order::place(OrderId::new(), user.to_owned(), priced, address(), ordexa_domain::now_micros());
+    let mut life = vec![OrderEvent::created(&order)];
+    let changes = events.saturating_sub(1);
+    let transitions = changes.min(3);
+    for n in 0..changes - transitions {
+        if n % 2 == 0 {
+            let priced = price_items(&items(variant + n + 1), &catalog).context("pricing a revision")?;
+            order.revise(Some(priced), None, ordexa_domain::now_micros())?;
+        } else {
+            let moved = ShippingAddress { line2: Some(format!("Flat {}", n + 1)), ..address() };
+            order.revise(None, Some(moved), ordexa_domain::now_micros())?;
+        }
+        life.push(OrderEvent::updated(&order));
+    }
+    for transition in [Transition::Confirm, Transition::Ship, Transition::Deliver].into_iter().take(transitions) {
+        order.transition(transition, ordexa_domain::now_micros())?;
+        life.push(OrderEvent::updated(&order));
+    }
+    Ok(life)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +116,24 @@ mod tests {
             assert_eq!(event.order, order);
             assert!(request_body(variant)?.contains("shipping_address"));
         }
+        Ok(())
+    }
+
+    #[test]
+    fn an_order_life_goes_version_by_version_to_delivered() -> Result<()> {
+        for events in [1, 2, 4, 10] {
+            let life = order_life(3, &user_id(2), events)?;
+            assert_eq!(life.len(), events);
+            for (i, event) in life.iter().enumerate() {
+                assert_eq!(event.version, i64::try_from(i)? + 1);
+                assert_eq!(event.order_id, life[0].order_id);
+                let expected = if i == 0 { "order.created" } else { "order.updated" };
+                assert_eq!(event.event_type.as_str(), expected);
+            }
+        }
+        let life = order_life(0, &user_id(1), 10)?;
+        assert_eq!(life.last().map(|e| e.order.status.as_str()), Some("DELIVERED"));
+        assert_eq!(life[6].order.status.as_str(), "PENDING");
         Ok(())
     }
 }

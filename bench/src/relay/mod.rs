@@ -1,0 +1,826 @@
+//! `relay`: the outbox relay's benchmark (`make bench-relay`, driven by `bench/relay.sh`).
+//!
+//! In one run, against one fresh database and the run's own topics:
+//!
+//! 1. **Rounds** (3 by default), each of:
+//!    - **drain**: a backlog of outbox rows shaped as the write side writes them (whole order
+//!      lives of real `order.created`/`order.updated` events, loaded with one `COPY`), then one
+//!      `ordexa relay` started; events per second from its start until it has published every
+//!      row, and per CPU-second of the relay process; the relay is stopped after;
+//!    - **the two ceilings**: the relay's producer sending the same messages from memory, and
+//!      the relay's claim-and-remove SQL on a fresh identical backlog without Kafka.
+//! 2. **Steady load**: a new relay, and a writer committing one event per transaction at a
+//!    fraction (default ½) of the median drain rate, on an open-loop schedule; every event's
+//!    Kafka CreateTime minus its commit time (the writer's wall clock right after COMMIT
+//!    returned).
+//! 3. **The write side's commit ceiling**: the same transactions closed loop, with the outbox's
+//!    NOTIFY trigger and without it.
+
+pub mod kafka;
+pub mod outbox;
+pub mod process;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use ordexa_relay::RelayConfig;
+use serde::{Deserialize, Serialize};
+use sqlx::Connection;
+use tokio::time::Instant;
+
+use crate::ladder::{self, Latency, QuietArgs};
+use crate::procfs::{self, CpuSnapshot, CpuUsage, Group, Memory};
+use outbox::{OutboxEvent, WriterResult};
+use process::{RelayProcess, RelaySpec};
+
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// postgres://… URL of a fresh, migrated database of this run's own (its outbox is emptied).
+    #[arg(long)]
+    database_url: String,
+    /// host:port of Kafka.
+    #[arg(long)]
+    kafka_bootstrap: String,
+    /// The run's own topic prefix, `bench<unique>.` (never the system's `ordexa.`).
+    #[arg(long)]
+    topic_prefix: String,
+    /// The `ordexa` binary (release build) whose relay is measured.
+    #[arg(long)]
+    ordexa: PathBuf,
+    /// Events in the backlog.
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    /// Orders the backlog's events belong to (events / orders each: created, revisions, then
+    /// confirmed, shipped, delivered).
+    #[arg(long, default_value_t = 20_000)]
+    orders: usize,
+    /// The relay's batch size (ORDEXA_RELAY_BATCH_SIZE), used by both ceilings too.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: i64,
+    /// Partitions of the topics (as `ordexa topics --partitions`).
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Seconds of steady load.
+    #[arg(long, default_value_t = 30.0)]
+    steady_seconds: f64,
+    /// The steady load's rate as a fraction of the drain rate.
+    #[arg(long, default_value_t = 0.5)]
+    steady_fraction: f64,
+    /// Connections of the steady-load writer.
+    #[arg(long, default_value_t = 32)]
+    writers: u32,
+    /// How the writer makes its one-event transactions.
+    #[arg(long, value_enum, default_value_t = outbox::WriterTransaction::Explicit)]
+    writer_transaction: outbox::WriterTransaction,
+    /// Most writer transactions waiting or running at once; one due beyond it is not attempted.
+    #[arg(long, default_value_t = 256)]
+    writer_max_in_flight: usize,
+    /// Seconds of each closed-loop writer run (the write side's commit ceiling, with the
+    /// outbox's NOTIFY trigger and without it); 0 skips them.
+    #[arg(long, default_value_t = 5.0)]
+    writer_ceiling_seconds: f64,
+    /// RUST_LOG of the relay under test.
+    #[arg(long, default_value = "info")]
+    relay_log: String,
+    /// Rounds of drain, producer ceiling and SQL ceiling, one after the other; the report takes
+    /// the median of each.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Messages sent to a warm-up topic before the drain, so that a Kafka broker started
+    /// shortly before (a cold JVM) does not slow the first phase down; 0 skips it.
+    #[arg(long, default_value_t = 100_000)]
+    kafka_warmup_events: usize,
+    /// Milliseconds between reads of the relay's /metrics while waiting for it.
+    #[arg(long, default_value_t = 20)]
+    poll_ms: u64,
+    /// The PostgreSQL postmaster's process id: its and its backends' CPU use are recorded.
+    #[arg(long)]
+    pg_pid: Option<u32>,
+    /// The Kafka broker's process id: its CPU use is recorded.
+    #[arg(long)]
+    kafka_pid: Option<u32>,
+    /// Where the relay's log and process id file go.
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// Where to write the results as JSON.
+    #[arg(long)]
+    json: PathBuf,
+    #[command(flatten)]
+    quiet: QuietArgs,
+}
+
+/// Removes the run's topics: `relay-cleanup`.
+#[derive(Debug, Clone, Args)]
+pub struct CleanupArgs {
+    #[arg(long)]
+    kafka_bootstrap: String,
+    /// Every topic starting with this prefix goes; it must be a benchmark's (`bench<unique>.`).
+    #[arg(long)]
+    topic_prefix: String,
+}
+
+pub fn cleanup(args: CleanupArgs) -> Result<()> {
+    kafka::check_prefix(&args.topic_prefix)?;
+    crate::load::runtime(1)?.block_on(async {
+        let deleted = kafka::delete_topics(&args.kafka_bootstrap, &args.topic_prefix).await?;
+        eprintln!("[relay] deleted {} topics: {}", deleted.len(), deleted.join(", "));
+        Ok(())
+    })
+}
+
+/// Throughput of one way of moving the backlog.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Throughput {
+    pub events: u64,
+    /// From the start (process start, connection, producer creation included) to the last
+    /// event published or removed.
+    pub seconds: f64,
+    pub rate: f64,
+    /// Transactions (SQL ceiling, relay) or batches awaited (producer ceiling).
+    pub batches: u64,
+    /// How long each batch took (the relay: its `ordexa_relay_batch_seconds`, claim to commit).
+    pub batch_ms: Option<Latency>,
+    /// CPU seconds of each process group over the window.
+    pub cpu_s: BTreeMap<String, f64>,
+    pub cpu: Option<CpuUsage>,
+    /// How busy the machine was just before, with nothing under load (0–100 %).
+    pub busy_before_pct: f64,
+    /// Ceilings: seconds of set-up before the measured window (connection; the producer with
+    /// its first message delivered), not part of `seconds`.
+    pub setup_s: Option<f64>,
+}
+
+impl Throughput {
+    /// Events per CPU-second of one group.
+    pub fn events_per_cpu_s(&self, group: &str) -> Option<f64> {
+        self.cpu_s.get(group).filter(|&&s| s > 0.0).map(|s| self.events as f64 / s)
+    }
+}
+
+/// The relay draining the backlog.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Drain {
+    pub throughput: Throughput,
+    /// From the relay's start to its first published batch (`/metrics` resolution).
+    pub first_batch_s: Option<f64>,
+    /// Events published in each second since the start.
+    pub per_second: Vec<u64>,
+    pub relay_rss_peak_kib: u64,
+    pub relay_memory: Option<Memory>,
+    /// The relay's own batch timing and counters at the end of the drain.
+    pub relay_metrics: Vec<String>,
+    /// Messages the topic gained, and rows left in the outbox, at the end.
+    pub kafka_messages: i64,
+    pub outbox_left: i64,
+    /// How the relay exited when stopped (SIGTERM) after the drain.
+    pub relay_exit: String,
+}
+
+/// The relay under steady load.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Steady {
+    pub writer: WriterResult,
+    /// Kafka CreateTime minus commit time, over every committed event.
+    pub latency: Option<Latency>,
+    /// The smallest difference (may be below 0: see the report's clock note), ms.
+    pub latency_min_ms: Option<f64>,
+    /// Events whose CreateTime came before the writer's commit time (counted as 0 above).
+    pub negative: u64,
+    pub matched: u64,
+    /// Committed events not found on the topic, messages found twice, and messages of
+    /// events this writer did not commit.
+    pub missing: u64,
+    pub duplicates: u64,
+    pub foreign: u64,
+    /// From the schedule's end until the relay had published every committed event.
+    pub catch_up_s: f64,
+    /// CPU over the writer's schedule.
+    pub window_s: f64,
+    pub cpu_s: BTreeMap<String, f64>,
+    pub cpu: Option<CpuUsage>,
+    pub busy_before_pct: f64,
+    pub relay_rss_peak_kib: u64,
+    pub relay_memory: Option<Memory>,
+    pub relay_exit: String,
+    /// Batches the relay published during the schedule and catch-up.
+    pub relay_batches: u64,
+    /// What the database's active sessions waited on, sampled through the schedule.
+    pub wait_samples: u64,
+    pub wait_events: BTreeMap<String, u64>,
+}
+
+/// The write side's commit ceiling for one-event transactions, closed loop.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WriterCeiling {
+    /// The outbox's NOTIFY trigger enabled (as migrated) or disabled.
+    pub notify: bool,
+    pub connections: u32,
+    pub commits: u64,
+    pub seconds: f64,
+    pub rate: f64,
+    pub commit_latency: Option<Latency>,
+    pub cpu: Option<CpuUsage>,
+    pub wait_samples: u64,
+    pub wait_events: BTreeMap<String, u64>,
+    /// Heavyweight locks on objects (`pg_locks.locktype = 'object'`) half-way through the run:
+    /// `object, mode, granted: sessions`.
+    pub object_locks: Vec<String>,
+}
+
+/// One whole run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RelayRun {
+    pub settings: BTreeMap<String, String>,
+    pub payload_bytes: (usize, f64, usize),
+    pub backlog_load_s: f64,
+    /// One per round, in the order they ran.
+    pub drains: Vec<Drain>,
+    pub producer_ceilings: Vec<Throughput>,
+    pub sql_ceilings: Vec<Throughput>,
+    pub steady: Steady,
+    pub writer_ceilings: Vec<WriterCeiling>,
+}
+
+impl RelayRun {
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        std::fs::write(path, serde_json::to_string_pretty(self)?).with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// Process groups whose CPU is recorded, without the relay when `relay` is `None`.
+fn groups(args: &RelayArgs, relay: Option<u32>) -> Vec<Group> {
+    let mut groups = vec![Group { name: "bench".into(), pid: std::process::id(), with_children: false }];
+    if let Some(pid) = relay {
+        groups.push(Group { name: "relay".into(), pid, with_children: false });
+    }
+    if let Some(pid) = args.pg_pid {
+        groups.push(Group { name: "postgres".into(), pid, with_children: true });
+    }
+    if let Some(pid) = args.kafka_pid {
+        groups.push(Group { name: "kafka".into(), pid, with_children: false });
+    }
+    groups
+}
+
+async fn quiet(args: &RelayArgs, what: &str) -> f64 {
+    eprintln!("[relay] {what}: waiting for a quiet machine");
+    let quiet = args.quiet;
+    tokio::task::spawn_blocking(move || quiet.wait()).await.unwrap_or(100.0)
+}
+
+fn relay_config(args: &RelayArgs, prefix: &str) -> RelayConfig {
+    RelayConfig {
+        database_url: args.database_url.clone(),
+        kafka_bootstrap: args.kafka_bootstrap.clone(),
+        topic_prefix: prefix.to_owned(),
+        batch_size: args.batch_size,
+        poll_interval: Duration::from_secs(1),
+        delivery_timeout: Duration::from_secs(30),
+    }
+}
+
+/// Events per second from cumulative `(seconds, published)` samples.
+fn per_second(samples: &[(f64, u64)]) -> Vec<u64> {
+    let Some(&(end, _)) = samples.last() else { return Vec::new() };
+    let at = |t: f64| samples.iter().take_while(|s| s.0 <= t).last().map(|s| s.1).unwrap_or(0);
+    (0..end.ceil() as u32).map(|s| at(f64::from(s + 1)).saturating_sub(at(f64::from(s)))).collect()
+}
+
+pub fn run(args: RelayArgs) -> Result<()> {
+    kafka::check_prefix(&args.topic_prefix)?;
+    if args.orders == 0 || args.events < args.orders || args.batch_size < 1 || args.steady_fraction <= 0.0 {
+        bail!("--events must be at least --orders (above 0), --batch-size and --steady-fraction above 0");
+    }
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    std::fs::create_dir_all(&args.work_dir)?;
+    crate::load::runtime(2)?.block_on(run_async(args))
+}
+
+/// What every phase shares.
+struct Ctx {
+    args: RelayArgs,
+    backlog: Arc<Vec<OutboxEvent>>,
+    events_per_order: usize,
+    pool: sqlx::PgPool,
+    topic: String,
+    ceiling: RelayConfig,
+}
+
+impl Ctx {
+    fn spec(&self, name: &str) -> RelaySpec {
+        RelaySpec {
+            ordexa: self.args.ordexa.clone(),
+            database_url: self.args.database_url.clone(),
+            kafka_bootstrap: self.args.kafka_bootstrap.clone(),
+            topic_prefix: self.args.topic_prefix.clone(),
+            batch_size: self.args.batch_size,
+            rust_log: self.args.relay_log.clone(),
+            log: self.args.work_dir.join(format!("relay-{name}.log")),
+            pid_file: self.args.work_dir.join("relay.pid"),
+        }
+    }
+
+    fn events(&self) -> u64 {
+        self.backlog.len() as u64
+    }
+}
+
+async fn run_async(args: RelayArgs) -> Result<()> {
+    let events_per_order = args.events.div_ceil(args.orders);
+    eprintln!("[relay] generating {} events: {} orders × {events_per_order}", args.events, args.orders);
+    let mut backlog = outbox::order_lives(args.orders, events_per_order, 0)?;
+    backlog.truncate(args.events);
+    let backlog = Arc::new(backlog);
+    let mut run = RelayRun { payload_bytes: outbox::payload_sizes(&backlog), ..RelayRun::default() };
+    settings(&args, events_per_order, &mut run.settings);
+
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&args.database_url).await?;
+    // Every topic now: a topic made just before it is used makes its first producer wait for
+    // the partition leaders, which would be charged to whoever comes first.
+    let ceiling_prefix = format!("{}ceiling.", args.topic_prefix);
+    let warmup_prefix = format!("{}warmup.", args.topic_prefix);
+    for prefix in [&args.topic_prefix, &ceiling_prefix, &warmup_prefix] {
+        ordexa_relay::topics::ensure_topics(&args.kafka_bootstrap, prefix, args.partitions, 1).await?;
+    }
+    if args.kafka_warmup_events > 0 {
+        let rows = &backlog[..args.kafka_warmup_events.min(backlog.len())];
+        eprintln!("[relay] warming Kafka up with {} messages", rows.len());
+        let config = relay_config(&args, &warmup_prefix);
+        let (producer, _) = kafka::ready_producer(&config).await?;
+        let batch = usize::try_from(args.batch_size).unwrap_or(1);
+        kafka::produce_from_memory(&producer, &config.topic(), rows, batch).await?;
+    }
+    let ctx = Ctx {
+        topic: ordexa_domain::topic_name(&args.topic_prefix),
+        ceiling: relay_config(&args, &ceiling_prefix),
+        args,
+        backlog,
+        events_per_order,
+        pool,
+    };
+
+    // --- 1. rounds: the relay draining the backlog, then each ceiling ------------------------
+    for round in 1..=ctx.args.rounds {
+        eprintln!("[relay] round {round} of {}", ctx.args.rounds);
+        let (drain, load_s) = drain(&ctx, round).await?;
+        run.backlog_load_s = load_s;
+        run.drains.push(drain);
+        run.producer_ceilings.push(producer_ceiling(&ctx).await?);
+        run.sql_ceilings.push(sql_ceiling(&ctx).await?);
+    }
+
+    // --- 2. steady load at a fraction of the median drain rate ---------------------------------
+    let median_rate = median(&run.drains.iter().map(|d| d.throughput.rate).collect::<Vec<_>>());
+    run.steady = steady(&ctx, median_rate * ctx.args.steady_fraction).await?;
+
+    // --- 3. the write side's commit ceiling, with and without the NOTIFY trigger --------------
+    if ctx.args.writer_ceiling_seconds > 0.0 {
+        run.writer_ceilings = writer_ceilings(&ctx).await?;
+    }
+
+    ctx.pool.close().await;
+    run.save(&ctx.args.json)?;
+    Ok(())
+}
+
+/// The middle value (the lower middle of an even count); 0 for none.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
+}
+
+/// Loads the backlog, starts a relay, measures it until it has published every row, stops it.
+async fn drain(ctx: &Ctx, round: u32) -> Result<(Drain, f64)> {
+    let args = &ctx.args;
+    eprintln!("[relay] loading the backlog");
+    let load_s = outbox::load_backlog(&args.database_url, &ctx.backlog).await?;
+    let spec = ctx.spec(&format!("drain-{round}"));
+    let busy_before = quiet(args, "drain").await;
+    let watermarks_before = kafka::high_watermarks(&args.kafka_bootstrap, &ctx.topic)?;
+    let cpu_before = CpuSnapshot::take(&groups(args, None));
+    let started = Instant::now();
+    let mut relay = RelayProcess::start(&spec)?;
+    let relay_pid = relay.pid();
+    let sampler = procfs::RssSampler::start(relay_pid, Duration::from_millis(100));
+    let mut samples = Vec::new();
+    let poll = Duration::from_millis(args.poll_ms);
+    let waited = relay.wait_published(ctx.events(), started, poll, Duration::from_secs(600), &mut samples).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_after = CpuSnapshot::take(&groups(args, Some(relay_pid)));
+    if let Err(err) = waited {
+        return Err(err.context(format!("relay log tail:\n{}", process::log_tail(&spec.log, 20))));
+    }
+    let metrics = relay.metrics().await.unwrap_or_default();
+    let watermarks_after = kafka::high_watermarks(&args.kafka_bootstrap, &ctx.topic)?;
+    let relay_memory = procfs::memory(relay_pid);
+    let relay_exit = stop(relay);
+    let drain = Drain {
+        throughput: Throughput {
+            events: ctx.events(),
+            seconds,
+            rate: ctx.events() as f64 / seconds,
+            batches: process::metric(&metrics, "ordexa_relay_batch_seconds_count").unwrap_or(0.0) as u64,
+            batch_ms: relay_batch_ms(&metrics),
+            cpu_s: cpu_before.cpu_seconds_until(&cpu_after),
+            cpu: Some(cpu_before.usage_until(&cpu_after)),
+            busy_before_pct: busy_before,
+            setup_s: None,
+        },
+        first_batch_s: samples.iter().find(|s| s.1 > 0).map(|s| s.0),
+        per_second: per_second(&samples),
+        relay_rss_peak_kib: sampler.peak_kib(),
+        relay_memory,
+        relay_metrics: [
+            "ordexa_relay_batch_seconds",
+            "ordexa_relay_published_total",
+            "ordexa_relay_publish_errors_total",
+        ]
+        .iter()
+        .flat_map(|name| process::metric_lines(&metrics, name))
+        .collect(),
+        kafka_messages: kafka::total(&watermarks_after) - kafka::total(&watermarks_before),
+        outbox_left: outbox::outbox_rows(&ctx.pool).await?,
+        relay_exit,
+    };
+    let t = &drain.throughput;
+    eprintln!(
+        "[relay] drained {} events in {:.2} s: {:.0} events/s, {:.0} events per relay CPU-second",
+        t.events,
+        t.seconds,
+        t.rate,
+        t.events_per_cpu_s("relay").unwrap_or(0.0)
+    );
+    if drain.kafka_messages != ctx.events() as i64 || drain.outbox_left != 0 {
+        bail!(
+            "the topic gained {} messages for {} rows, and {} rows were left in the outbox",
+            drain.kafka_messages,
+            ctx.events(),
+            drain.outbox_left
+        );
+    }
+    Ok((drain, load_s))
+}
+
+/// Stops a relay and says how it exited.
+fn stop(relay: RelayProcess) -> String {
+    let exit = match relay.stop(Duration::from_secs(15)) {
+        Ok(status) => status.to_string(),
+        Err(err) => format!("{err:#}"),
+    };
+    eprintln!("[relay] relay stopped: {exit}");
+    exit
+}
+
+/// The relay's producer sending the backlog's messages from memory.
+async fn producer_ceiling(ctx: &Ctx) -> Result<Throughput> {
+    let args = &ctx.args;
+    let topic = ctx.ceiling.topic();
+    let busy_before = quiet(args, "producer ceiling").await;
+    let watermarks_before = kafka::high_watermarks(&args.kafka_bootstrap, &topic)?;
+    let batch = usize::try_from(args.batch_size).unwrap_or(1);
+    let (producer, setup) = kafka::ready_producer(&ctx.ceiling).await?;
+    let mut ceiling =
+        measure(args, busy_before, ctx.events(), kafka::produce_from_memory(&producer, &topic, &ctx.backlog, batch))
+            .await?;
+    ceiling.setup_s = Some(setup.as_secs_f64());
+    drop(producer);
+    let gained =
+        kafka::total(&kafka::high_watermarks(&args.kafka_bootstrap, &topic)?) - kafka::total(&watermarks_before);
+    if gained != ctx.events() as i64 {
+        bail!("the producer ceiling's topic gained {gained} messages, not {}", ctx.events());
+    }
+    eprintln!("[relay] producer ceiling: {:.0} events/s", ceiling.rate);
+    Ok(ceiling)
+}
+
+/// The relay's claim-and-remove SQL alone, on the backlog loaded afresh.
+async fn sql_ceiling(ctx: &Ctx) -> Result<Throughput> {
+    let args = &ctx.args;
+    eprintln!("[relay] loading the backlog");
+    outbox::load_backlog(&args.database_url, &ctx.backlog).await?;
+    let busy_before = quiet(args, "SQL ceiling").await;
+    let connecting = Instant::now();
+    let mut conn = sqlx::PgConnection::connect(&args.database_url).await.context("connecting for the SQL ceiling")?;
+    let setup = connecting.elapsed();
+    let mut ceiling = measure(args, busy_before, ctx.events(), async {
+        let (removed, batches) = outbox::claim_and_remove(&mut conn, args.batch_size).await?;
+        if removed != ctx.events() {
+            bail!("the SQL ceiling removed {removed} rows, not {}", ctx.events());
+        }
+        Ok(batches)
+    })
+    .await?;
+    ceiling.setup_s = Some(setup.as_secs_f64());
+    conn.close().await?;
+    eprintln!("[relay] SQL ceiling: {:.0} events/s", ceiling.rate);
+    Ok(ceiling)
+}
+
+/// A relay under an open-loop writer at `rate`, and every committed event's way to Kafka.
+async fn steady(ctx: &Ctx, rate: f64) -> Result<Steady> {
+    let args = &ctx.args;
+    let count = ((rate * args.steady_seconds).round() as usize).max(1);
+    eprintln!("[relay] steady load: {count} events at {rate:.0}/s, one per transaction");
+    let per_order = ctx.events_per_order;
+    let mut rows = outbox::order_lives(count.div_ceil(per_order), per_order, args.orders)?;
+    rows.truncate(count);
+    let rows = Arc::new(rows);
+    let writers = outbox::writer_pool(&args.database_url, args.writers).await?;
+    let spec = ctx.spec("steady");
+    let mut relay = RelayProcess::start(&spec)?;
+    let relay_pid = relay.pid();
+    relay.wait_leading(Duration::from_secs(30)).await?;
+    let busy_before = quiet(args, "steady load").await;
+    relay.check_alive()?;
+    let from = kafka::high_watermarks(&args.kafka_bootstrap, &ctx.topic)?;
+    let published_before = relay.published().await.context("the relay's /metrics does not answer")?;
+    let batches_before = relay.metrics().await.and_then(|m| process::metric(&m, "ordexa_relay_batch_seconds_count"));
+    let waits = outbox::WaitSampler::start(&args.database_url, Duration::from_millis(50)).await?;
+    let window = Duration::from_secs_f64(count as f64 / rate);
+    let sampler = procfs::RssSampler::start(relay_pid, Duration::from_millis(100));
+    let cpu_groups = groups(args, Some(relay_pid));
+    let cpu_window = tokio::spawn(async move {
+        let before = CpuSnapshot::take(&cpu_groups);
+        tokio::time::sleep(window).await;
+        let after = CpuSnapshot::take(&cpu_groups);
+        (before.cpu_seconds_until(&after), before.usage_until(&after))
+    });
+    let (writer, commits) =
+        outbox::open_loop_writer(&writers, rows, rate, args.writer_transaction, args.writer_max_in_flight).await?;
+    let schedule_end = Instant::now();
+    let (cpu_s, cpu) = cpu_window.await.context("the CPU sampler")?;
+    let (wait_samples, wait_events) = waits.finish();
+    writers.close().await;
+    let mut catch_up = Vec::new();
+    let poll = Duration::from_millis(args.poll_ms);
+    let target = published_before + writer.committed;
+    relay.wait_published(target, schedule_end, poll, Duration::from_secs(120), &mut catch_up).await?;
+    let to = kafka::high_watermarks(&args.kafka_bootstrap, &ctx.topic)?;
+    let batches_after = relay.metrics().await.and_then(|m| process::metric(&m, "ordexa_relay_batch_seconds_count"));
+    let relay_rss_peak_kib = sampler.peak_kib();
+    drop(sampler);
+    let relay_memory = procfs::memory(relay_pid);
+    let relay_exit = stop(relay);
+    eprintln!(
+        "[relay] writer: {} of {} committed ({:.0}/s); reading {} messages back",
+        writer.committed,
+        writer.scheduled,
+        writer.achieved_rate,
+        kafka::total(&to) - kafka::total(&from)
+    );
+    let published = kafka::read_range(&args.kafka_bootstrap, &ctx.topic, &from, &to).await?;
+    let mut steady = steady_latency(&commits, &published)?;
+    steady.writer = writer;
+    steady.catch_up_s = catch_up.last().map(|s| s.0).unwrap_or(0.0);
+    steady.window_s = window.as_secs_f64();
+    steady.cpu_s = cpu_s;
+    steady.cpu = Some(cpu);
+    steady.busy_before_pct = busy_before;
+    steady.relay_rss_peak_kib = relay_rss_peak_kib;
+    steady.relay_memory = relay_memory;
+    steady.relay_exit = relay_exit;
+    steady.relay_batches = match (batches_before, batches_after) {
+        (Some(before), Some(after)) => (after - before) as u64,
+        _ => 0,
+    };
+    steady.wait_samples = wait_samples;
+    steady.wait_events = wait_events;
+    if let Some(l) = &steady.latency {
+        eprintln!(
+            "[relay] CreateTime − commit: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            l.p50_ms, l.p99_ms, l.max_ms
+        );
+    }
+    Ok(steady)
+}
+
+/// The same one-event transactions closed loop, with the outbox's NOTIFY trigger, then without.
+async fn writer_ceilings(ctx: &Ctx) -> Result<Vec<WriterCeiling>> {
+    let args = &ctx.args;
+    let per_run = 60_000usize;
+    let per_order = ctx.events_per_order;
+    let rows = outbox::order_lives((2 * per_run).div_ceil(per_order), per_order, 2 * args.orders)?;
+    let writers = outbox::writer_pool(&args.database_url, args.writers).await?;
+    let mut ceilings = Vec::new();
+    for (i, notify) in [true, false].into_iter().enumerate() {
+        let part = Arc::new(rows.iter().skip(i * per_run).take(per_run).cloned().collect::<Vec<_>>());
+        let toggle = if notify { "ENABLE" } else { "DISABLE" };
+        sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE outbox {toggle} TRIGGER outbox_notify")))
+            .execute(&ctx.pool)
+            .await?;
+        quiet(args, if notify { "writer ceiling (NOTIFY trigger on)" } else { "writer ceiling (trigger off)" }).await;
+        let groups = groups(args, None);
+        let before = CpuSnapshot::take(&groups);
+        let waits = outbox::WaitSampler::start(&args.database_url, Duration::from_millis(50)).await?;
+        let (locks_pool, half) = (ctx.pool.clone(), Duration::from_secs_f64(args.writer_ceiling_seconds / 2.0));
+        let locks = tokio::spawn(async move {
+            tokio::time::sleep(half).await;
+            outbox::object_locks(&locks_pool).await
+        });
+        let (commits, seconds, commit_latency) =
+            outbox::closed_loop_writer(&writers, part, args.writer_ceiling_seconds, args.writer_transaction).await?;
+        let (wait_samples, wait_events) = waits.finish();
+        let object_locks = locks.await.context("the lock sampler")??;
+        let cpu = before.usage_until(&CpuSnapshot::take(&groups));
+        let ceiling = WriterCeiling {
+            notify,
+            connections: args.writers,
+            commits,
+            seconds,
+            rate: commits as f64 / seconds,
+            commit_latency,
+            cpu: Some(cpu),
+            wait_samples,
+            wait_events,
+            object_locks,
+        };
+        eprintln!(
+            "[relay] writer ceiling, NOTIFY trigger {}: {:.0} commits/s",
+            if notify { "on" } else { "off" },
+            ceiling.rate
+        );
+        ceilings.push(ceiling);
+    }
+    sqlx::query("ALTER TABLE outbox ENABLE TRIGGER outbox_notify").execute(&ctx.pool).await?;
+    sqlx::query("TRUNCATE outbox").execute(&ctx.pool).await?;
+    writers.close().await;
+    Ok(ceilings)
+}
+
+/// Runs `work` (which returns how long each of its batches took) and measures it as moving
+/// `events` events.
+async fn measure(
+    args: &RelayArgs,
+    busy_before_pct: f64,
+    events: u64,
+    work: impl std::future::Future<Output = Result<Vec<Duration>>>,
+) -> Result<Throughput> {
+    let groups = groups(args, None);
+    let before = CpuSnapshot::take(&groups);
+    let started = Instant::now();
+    let batches = work.await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let after = CpuSnapshot::take(&groups);
+    let mut hist = ladder::histogram()?;
+    for batch in &batches {
+        ladder::record(&mut hist, u64::try_from(batch.as_micros()).unwrap_or(u64::MAX));
+    }
+    Ok(Throughput {
+        events,
+        seconds,
+        rate: events as f64 / seconds,
+        batches: batches.len() as u64,
+        batch_ms: ladder::latency(&hist),
+        cpu_s: before.cpu_seconds_until(&after),
+        cpu: Some(before.usage_until(&after)),
+        busy_before_pct,
+        setup_s: None,
+    })
+}
+
+/// The relay's batch durations from its `ordexa_relay_batch_seconds` summary.
+fn relay_batch_ms(metrics: &str) -> Option<Latency> {
+    let name = "ordexa_relay_batch_seconds";
+    let q =
+        |quantile: &str| process::metric(metrics, &format!("{name}{{quantile=\"{quantile}\"}}")).map(|s| s * 1000.0);
+    let count = process::metric(metrics, &format!("{name}_count"))?;
+    let sum = process::metric(metrics, &format!("{name}_sum"))?;
+    Some(Latency {
+        count: count as u64,
+        p50_ms: q("0.5")?,
+        p90_ms: q("0.9")?,
+        p99_ms: q("0.99")?,
+        max_ms: q("1")?,
+        mean_ms: if count > 0.0 { 1000.0 * sum / count } else { 0.0 },
+    })
+}
+
+/// Matches what was read back against the writer's commit times.
+fn steady_latency(commits: &outbox::CommitTimes, published: &[kafka::Published]) -> Result<Steady> {
+    let mut hist = ladder::histogram()?;
+    let mut seen = std::collections::HashSet::with_capacity(commits.len());
+    let mut steady = Steady::default();
+    let mut min_us: Option<i64> = None;
+    for message in published {
+        let (Some(event_id), Some(ts)) = (message.event_id, message.timestamp_ms) else {
+            steady.foreign += 1;
+            continue;
+        };
+        let Some(&committed_us) = commits.get(&event_id) else {
+            steady.foreign += 1;
+            continue;
+        };
+        if !seen.insert(event_id) {
+            steady.duplicates += 1;
+            continue;
+        }
+        steady.matched += 1;
+        let delta_us = ts * 1000 - i64::try_from(committed_us).unwrap_or(i64::MAX);
+        min_us = Some(min_us.map_or(delta_us, |m| m.min(delta_us)));
+        if delta_us < 0 {
+            steady.negative += 1;
+        }
+        ladder::record(&mut hist, u64::try_from(delta_us.max(0)).unwrap_or(0));
+    }
+    steady.missing = (commits.len() - seen.len()) as u64;
+    steady.latency = ladder::latency(&hist);
+    steady.latency_min_ms = min_us.map(|us| us as f64 / 1000.0);
+    Ok(steady)
+}
+
+fn settings(args: &RelayArgs, events_per_order: usize, out: &mut BTreeMap<String, String>) {
+    let mut set = |k: &str, v: String| {
+        out.insert(k.to_owned(), v);
+    };
+    set(
+        "backlog",
+        format!(
+            "{} outbox rows of {} orders ({events_per_order} events each: order.created, revisions while PENDING, \
+             then confirmed, shipped, delivered; real ordexa_domain events), one COPY, then VACUUM ANALYZE and \
+             CHECKPOINT",
+            args.events, args.orders
+        ),
+    );
+    set("relay batch size (ORDEXA_RELAY_BATCH_SIZE)", args.batch_size.to_string());
+    set("rounds", format!("{} × (drain, producer ceiling, SQL ceiling); medians reported", args.rounds));
+    set("relay RUST_LOG", args.relay_log.clone());
+    set("relay poll interval / delivery timeout", "1 s / 30 s (defaults)".to_owned());
+    set("topic partitions", format!("{} (replication factor 1)", args.partitions));
+    set(
+        "producer (ordexa_relay::producer)",
+        "acks=all, enable.idempotence, enable.gapless.guarantee, lz4, linger.ms=2, batch.num.messages=10000, \
+         murmur2_random"
+            .to_owned(),
+    );
+    let transaction = match args.writer_transaction {
+        outbox::WriterTransaction::Explicit => "BEGIN; the store's outbox INSERT; COMMIT",
+        outbox::WriterTransaction::Statement => "the store's outbox INSERT, committed by itself",
+    };
+    set(
+        "steady load",
+        format!(
+            "{:.0} % of the drain rate for {} s, fixed-interval open-loop schedule, one event per transaction \
+             ({transaction}) over {} connections, at most {} in flight",
+            args.steady_fraction * 100.0,
+            args.steady_seconds,
+            args.writers,
+            args.writer_max_in_flight
+        ),
+    );
+    set("Kafka warm-up before the drain", format!("{} messages to a topic of their own", args.kafka_warmup_events));
+    set(
+        "end of drain detected by",
+        format!("the relay's ordexa_relay_published_total, read every {} ms", args.poll_ms),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_value() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.0);
+        assert_eq!(median(&[5.0]), 5.0);
+        assert_eq!(median(&[]), 0.0);
+    }
+
+    #[test]
+    fn per_second_rates_come_from_cumulative_samples() {
+        let samples = [(0.5, 0), (1.0, 100), (1.5, 250), (2.0, 400), (2.4, 450)];
+        assert_eq!(per_second(&samples), vec![100, 300, 50]);
+    }
+
+    #[test]
+    fn latencies_match_by_event_id_and_count_what_does_not() -> Result<()> {
+        let (a, b, c) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let commits: outbox::CommitTimes = [(a, 1_000_000_500), (b, 1_000_002_000), (c, 1_000_003_000)].into();
+        let published = [
+            kafka::Published { event_id: Some(a), timestamp_ms: Some(1_000_005) },
+            kafka::Published { event_id: Some(a), timestamp_ms: Some(1_000_006) },
+            kafka::Published { event_id: Some(b), timestamp_ms: Some(1_000_001) },
+            kafka::Published { event_id: Some(uuid::Uuid::now_v7()), timestamp_ms: Some(1) },
+        ];
+        let steady = steady_latency(&commits, &published)?;
+        assert_eq!((steady.matched, steady.duplicates, steady.foreign, steady.missing), (2, 1, 1, 1));
+        assert_eq!(steady.negative, 1);
+        assert_eq!(steady.latency_min_ms, Some(-1.0));
+        let l = steady.latency.context("latency")?;
+        assert!((l.max_ms - 4.5).abs() < 0.01, "{l:?}");
+        Ok(())
+    }
+}

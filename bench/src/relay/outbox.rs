@@ -1,0 +1,497 @@
+//! The outbox side of the relay benchmark: rows shaped as the write side writes them, a backlog
+//! loaded with `COPY`, a writer committing one event per transaction at an open-loop rate, and
+//! the relay's claim-and-remove SQL on its own (the PostgreSQL ceiling).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use hdrhistogram::Histogram;
+use ordexa_domain::{EVENT_SCHEMA_VERSION, OrderEvent};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::types::Json;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::ladder::{self, Latency};
+use crate::workload;
+
+/// `ordexa_store`'s outbox insert (`insert_outbox` in workloads/store/src/orders.rs), verbatim.
+pub const INSERT_SQL: &str = "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, \
+     schema_version, payload, headers) VALUES ($1, $2, $3, $4, $5, $6::json, $7)";
+/// The relay's claim (`publish_batch` in workloads/relay/src/lib.rs), verbatim.
+pub const CLAIM_SQL: &str = "SELECT id, aggregate_id, event_id, event_type, schema_version, payload::text AS payload, \
+     headers->>'traceparent' AS traceparent FROM outbox ORDER BY id LIMIT $1 FOR UPDATE";
+/// The relay's removal of a published batch, verbatim.
+pub const DELETE_SQL: &str = "DELETE FROM outbox WHERE id = ANY($1)";
+
+/// One outbox row as `ordexa_store` writes it: the event serialized once (`payload` is what the
+/// relay publishes, byte for byte), and its trace context header.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub event_id: Uuid,
+    pub aggregate_id: Uuid,
+    pub aggregate_version: i64,
+    pub event_type: &'static str,
+    pub payload: String,
+    pub traceparent: String,
+}
+
+impl OutboxEvent {
+    pub fn of(event: &OrderEvent) -> Result<Self> {
+        Ok(OutboxEvent {
+            event_id: event.event_id,
+            aggregate_id: event.order_id.0,
+            aggregate_version: event.version,
+            event_type: event.event_type.as_str(),
+            payload: serde_json::to_string(event).context("serializing an event")?,
+            traceparent: ordexa_store::trace::continue_trace(None),
+        })
+    }
+
+    fn headers(&self) -> serde_json::Value {
+        serde_json::json!({ "traceparent": self.traceparent })
+    }
+}
+
+/// `orders` order lives of `events_per_order` events each, in the order a busy write side
+/// commits them: round by round, every order's next version (so an order's rows get
+/// increasing ids, as the write side's row lock guarantees). `first_variant` keeps sets apart.
+pub fn order_lives(orders: usize, events_per_order: usize, first_variant: usize) -> Result<Vec<OutboxEvent>> {
+    let lives = (0..orders)
+        .map(|i| {
+            let user = workload::user_id(u32::try_from(i % workload::DEFAULT_USERS as usize).unwrap_or(0) + 1);
+            workload::order_life(first_variant + i, &user, events_per_order)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut rows = Vec::with_capacity(orders * events_per_order);
+    for version in 0..events_per_order {
+        for life in &lives {
+            if let Some(event) = life.get(version) {
+                rows.push(OutboxEvent::of(event)?);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Payload sizes of a set of rows: (min, mean, max) bytes.
+pub fn payload_sizes(rows: &[OutboxEvent]) -> (usize, f64, usize) {
+    let sizes = rows.iter().map(|r| r.payload.len());
+    let min = sizes.clone().min().unwrap_or(0);
+    let max = sizes.clone().max().unwrap_or(0);
+    let mean = if rows.is_empty() { 0.0 } else { sizes.sum::<usize>() as f64 / rows.len() as f64 };
+    (min, mean, max)
+}
+
+/// A value in COPY's text format.
+fn copy_text(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Empties the outbox, loads `rows` with one `COPY` (the outbox's NOTIFY trigger fires once,
+/// per statement), then `VACUUM ANALYZE`s it and checkpoints, so every backlog starts from the
+/// same state. Returns the seconds the COPY took.
+pub async fn load_backlog(url: &str, rows: &[OutboxEvent]) -> Result<f64> {
+    let mut conn = PgConnection::connect(url).await.context("connecting to load the backlog")?;
+    sqlx::query("TRUNCATE outbox").execute(&mut conn).await?;
+    let started = Instant::now();
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY outbox (event_id, aggregate_id, aggregate_version, event_type, schema_version, payload, headers) \
+             FROM STDIN",
+        )
+        .await?;
+    let schema_version = EVENT_SCHEMA_VERSION.to_string();
+    for chunk in rows.chunks(5_000) {
+        let mut text = String::with_capacity(chunk.len() * 1_500);
+        for row in chunk {
+            let (event_id, aggregate_id) =
+                (row.event_id.hyphenated().to_string(), row.aggregate_id.hyphenated().to_string());
+            let (version, headers) = (row.aggregate_version.to_string(), row.headers().to_string());
+            let fields: [&str; 7] =
+                [&event_id, &aggregate_id, &version, row.event_type, &schema_version, &row.payload, &headers];
+            for (i, field) in fields.into_iter().enumerate() {
+                if i > 0 {
+                    text.push('\t');
+                }
+                copy_text(field, &mut text);
+            }
+            text.push('\n');
+        }
+        copy.send(text.into_bytes()).await?;
+    }
+    let copied = copy.finish().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    if copied != rows.len() as u64 {
+        bail!("COPY loaded {copied} rows, not {}", rows.len());
+    }
+    sqlx::query("VACUUM (ANALYZE) outbox").execute(&mut conn).await?;
+    sqlx::query("CHECKPOINT").execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(seconds)
+}
+
+pub async fn outbox_rows(pool: &PgPool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(pool).await?)
+}
+
+/// Microseconds since the Unix epoch, from the wall clock (Kafka's CreateTime uses the same).
+pub fn wall_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+/// What the open-loop writer did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WriterResult {
+    pub target_rate: f64,
+    pub duration_s: f64,
+    pub connections: u32,
+    pub transaction: Option<WriterTransaction>,
+    pub max_in_flight: usize,
+    /// Transactions scheduled.
+    pub scheduled: u64,
+    /// Transactions committed, and committed per second of the schedule.
+    pub committed: u64,
+    pub achieved_rate: f64,
+    /// From its first scheduled start to the last commit.
+    pub elapsed_s: f64,
+    pub errors: u64,
+    pub error_kinds: BTreeMap<String, u64>,
+    /// From each transaction's scheduled start to its COMMIT returning.
+    pub commit_latency: Option<Latency>,
+}
+
+/// Commit times of the events the writer committed, by event id: wall-clock µs taken right
+/// after COMMIT returned.
+pub type CommitTimes = std::collections::HashMap<Uuid, u64>;
+
+struct Recorder {
+    commits: CommitTimes,
+    latency: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+    last_commit: Option<Instant>,
+}
+
+fn lock(recorder: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
+    recorder.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A pool of `connections` sessions, all open before the load starts.
+pub async fn writer_pool(url: &str, connections: u32) -> Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(connections)
+        .min_connections(connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(url)
+        .await
+        .context("connecting the writer's pool")?;
+    let mut held = Vec::new();
+    for _ in 0..connections {
+        held.push(pool.acquire().await?);
+    }
+    drop(held);
+    Ok(pool)
+}
+
+/// How the writer makes its one-event transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum WriterTransaction {
+    /// BEGIN, the write side's outbox INSERT, COMMIT: three round trips, as the store's commands.
+    Explicit,
+    /// The outbox INSERT alone, committed by itself (autocommit): one round trip, so the writer
+    /// and PostgreSQL spend the least CPU per event and leave the most to the relay.
+    Statement,
+}
+
+/// One event, one transaction.
+async fn write_one(pool: &PgPool, row: &OutboxEvent, how: WriterTransaction) -> Result<(), sqlx::Error> {
+    let insert = sqlx::query(INSERT_SQL)
+        .bind(row.event_id)
+        .bind(row.aggregate_id)
+        .bind(row.aggregate_version)
+        .bind(row.event_type)
+        .bind(i32::try_from(EVENT_SCHEMA_VERSION).unwrap_or(i32::MAX))
+        .bind(&row.payload)
+        .bind(Json(row.headers()));
+    match how {
+        WriterTransaction::Explicit => {
+            let mut tx = pool.begin().await?;
+            insert.execute(&mut *tx).await?;
+            tx.commit().await
+        }
+        WriterTransaction::Statement => insert.execute(pool).await.map(|_| ()),
+    }
+}
+
+/// Commits `rows` one per transaction at `rate` per second on a fixed-interval, open-loop
+/// schedule (a slow commit does not delay the next start; transactions wait for a free
+/// connection of the pool instead), for as long as there are rows. At most `max_in_flight`
+/// transactions wait or run at once; one due beyond that is not attempted and counts as an
+/// error, so an overloaded database shows up as errors, not as an ever-growing queue.
+pub async fn open_loop_writer(
+    pool: &PgPool,
+    rows: Arc<Vec<OutboxEvent>>,
+    rate: f64,
+    how: WriterTransaction,
+    max_in_flight: usize,
+) -> Result<(WriterResult, CommitTimes)> {
+    if rate <= 0.0 || max_in_flight == 0 {
+        bail!("the writer's rate and in-flight cap must be above 0");
+    }
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
+    let recorder = Arc::new(Mutex::new(Recorder {
+        commits: CommitTimes::with_capacity(rows.len()),
+        latency: ladder::histogram()?,
+        errors: BTreeMap::new(),
+        last_commit: None,
+    }));
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut tasks = Vec::with_capacity(rows.len());
+    for i in 0..rows.len() {
+        let scheduled = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(scheduled).await;
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            *lock(&recorder).errors.entry(format!("not attempted: {max_in_flight} already in flight")).or_default() +=
+                1;
+            continue;
+        };
+        let (pool, rows, recorder) = (pool.clone(), Arc::clone(&rows), Arc::clone(&recorder));
+        tasks.push(tokio::spawn(async move {
+            let row = &rows[i];
+            let outcome = write_one(&pool, row, how).await;
+            drop(permit);
+            // The commit time: the writer's wall clock right after COMMIT returned.
+            let committed_us = wall_micros();
+            let done = Instant::now();
+            let mut rec = lock(&recorder);
+            match outcome {
+                Ok(()) => {
+                    rec.commits.insert(row.event_id, committed_us);
+                    let micros = u64::try_from((done - scheduled).as_micros()).unwrap_or(u64::MAX);
+                    ladder::record(&mut rec.latency, micros);
+                    rec.last_commit = Some(rec.last_commit.map_or(done, |t| t.max(done)));
+                }
+                Err(err) => {
+                    let kind =
+                        err.as_database_error().map(|e| e.message().to_owned()).unwrap_or_else(|| err.to_string());
+                    *rec.errors.entry(kind).or_default() += 1;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.context("a writer task panicked")?;
+    }
+    let rec = lock(&recorder);
+    let duration_s = rows.len() as f64 / rate;
+    let committed = rec.commits.len() as u64;
+    let result = WriterResult {
+        target_rate: rate,
+        duration_s,
+        connections: pool.options().get_max_connections(),
+        transaction: Some(how),
+        max_in_flight,
+        scheduled: rows.len() as u64,
+        committed,
+        achieved_rate: committed as f64 / duration_s,
+        elapsed_s: rec.last_commit.map(|t| (t - start).as_secs_f64()).unwrap_or(0.0),
+        errors: rec.errors.values().sum(),
+        error_kinds: rec.errors.clone(),
+        commit_latency: ladder::latency(&rec.latency),
+    };
+    Ok((result, rec.commits.clone()))
+}
+
+/// The write side's commit ceiling for one-event transactions: `connections` sessions each
+/// committing back to back (closed loop) for `seconds`. Returns (commits, seconds, commit
+/// latency).
+pub async fn closed_loop_writer(
+    pool: &PgPool,
+    rows: Arc<Vec<OutboxEvent>>,
+    seconds: f64,
+    how: WriterTransaction,
+) -> Result<(u64, f64, Option<Latency>)> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        let (pool, rows, next) = (pool.clone(), Arc::clone(&rows), Arc::clone(&next));
+        tasks.push(tokio::spawn(async move {
+            let mut hist = ladder::histogram()?;
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(row) = rows.get(i) else { break };
+                let begun = Instant::now();
+                write_one(&pool, row, how).await?;
+                ladder::record(&mut hist, u64::try_from(begun.elapsed().as_micros()).unwrap_or(u64::MAX));
+            }
+            anyhow::Ok(hist)
+        }));
+    }
+    let mut all = ladder::histogram()?;
+    for task in tasks {
+        all.add(task.await.context("a writer task panicked")??).context("merging histograms")?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok((all.len(), elapsed, ladder::latency(&all)))
+}
+
+/// Heavyweight locks on objects held or awaited now, as `object, mode, granted: sessions`.
+/// `pg_database, objid 0` is the lock PostgreSQL takes to serialise the commits of every
+/// transaction that sent a NOTIFY (`PreCommit_Notify`, held until the commit is done).
+pub async fn object_locks(pool: &PgPool) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT classid::regclass::text || ', objid ' || objid AS object, mode, granted, count(*) AS n \
+         FROM pg_locks WHERE locktype = 'object' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let (object, mode): (String, String) = (r.try_get("object")?, r.try_get("mode")?);
+            let (granted, n): (bool, i64) = (r.try_get("granted")?, r.try_get("n")?);
+            Ok(format!("{object}, {mode}, {}: {n}", if granted { "granted" } else { "waiting" }))
+        })
+        .collect()
+}
+
+/// Counts, every `every`, what the database's active sessions (other than the sampler's) are
+/// waiting on (`wait_event_type: wait_event`, or "running (no wait event)"), until dropped.
+pub struct WaitSampler {
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    samples: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WaitSampler {
+    pub async fn start(url: &str, every: Duration) -> Result<Self> {
+        let mut conn = PgConnection::connect(url).await.context("connecting the wait-event sampler")?;
+        let counts = Arc::new(Mutex::new(BTreeMap::new()));
+        let samples = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (c, n) = (Arc::clone(&counts), Arc::clone(&samples));
+        let task = tokio::spawn(async move {
+            loop {
+                let rows = sqlx::query(
+                    "SELECT coalesce(wait_event_type || ': ' || wait_event, 'running (no wait event)') AS what, \
+                     count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' \
+                     AND pid <> pg_backend_pid() GROUP BY 1",
+                )
+                .fetch_all(&mut conn)
+                .await;
+                if let Ok(rows) = rows {
+                    let mut counts = c.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for row in rows {
+                        if let (Ok(what), Ok(count)) = (row.try_get::<String, _>("what"), row.try_get::<i64, _>("n")) {
+                            *counts.entry(what).or_default() += u64::try_from(count).unwrap_or(0);
+                        }
+                    }
+                    n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+        Ok(WaitSampler { counts, samples, task })
+    }
+
+    /// (samples taken, sessions seen per wait event summed over the samples).
+    pub fn finish(self) -> (u64, BTreeMap<String, u64>) {
+        self.task.abort();
+        let counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        (self.samples.load(std::sync::atomic::Ordering::Relaxed), counts)
+    }
+}
+
+/// The relay's claim and removal alone, without Kafka: on one session (as the relay's leader
+/// session), transaction after transaction, claim up to `batch` rows in id order `FOR UPDATE`,
+/// read them as the relay does, delete them by id and commit, until a claim finds nothing.
+/// Returns the rows removed and how long each transaction that removed rows took.
+pub async fn claim_and_remove(conn: &mut PgConnection, batch: i64) -> Result<(u64, Vec<Duration>)> {
+    let (mut removed, mut batches) = (0u64, Vec::new());
+    loop {
+        let started = Instant::now();
+        let mut tx = conn.begin().await?;
+        let rows = sqlx::query(CLAIM_SQL).bind(batch).fetch_all(&mut *tx).await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            break;
+        }
+        // The same decoding as the relay's, so the client side costs the same.
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let _: Uuid = row.try_get("aggregate_id")?;
+            let _: Uuid = row.try_get("event_id")?;
+            let _: String = row.try_get("event_type")?;
+            let _: i32 = row.try_get("schema_version")?;
+            let _: String = row.try_get("payload")?;
+            let _: Option<String> = row.try_get("traceparent")?;
+            ids.push(id);
+        }
+        sqlx::query(DELETE_SQL).bind(&ids).execute(&mut *tx).await?;
+        tx.commit().await?;
+        removed += ids.len() as u64;
+        batches.push(started.elapsed());
+    }
+    Ok((removed, batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Source text with Rust's `\`-newline continuations joined, as the compiler reads them.
+    fn joined(source: &str) -> String {
+        let mut out = String::new();
+        let mut rest = source;
+        while let Some(at) = rest.find("\\\n") {
+            out.push_str(&rest[..at]);
+            rest = rest[at + 2..].trim_start();
+        }
+        out.push_str(rest);
+        out
+    }
+
+    #[test]
+    fn the_statements_are_the_relays_and_the_stores() {
+        let relay = joined(include_str!("../../../workloads/relay/src/lib.rs"));
+        assert!(relay.contains(CLAIM_SQL), "the relay's claim changed; update CLAIM_SQL");
+        assert!(relay.contains(DELETE_SQL), "the relay's delete changed; update DELETE_SQL");
+        let store = joined(include_str!("../../../workloads/store/src/orders.rs"));
+        assert!(store.contains(INSERT_SQL), "the store's outbox insert changed; update INSERT_SQL");
+    }
+
+    #[test]
+    fn copy_text_escapes_what_copy_would_misread() {
+        let mut out = String::new();
+        copy_text("a\\b\tc\nd\re", &mut out);
+        assert_eq!(out, "a\\\\b\\tc\\nd\\re");
+    }
+
+    #[test]
+    fn lives_interleave_orders_and_keep_versions_increasing() -> Result<()> {
+        let rows = order_lives(3, 4, 0)?;
+        assert_eq!(rows.len(), 12);
+        let versions: Vec<i64> = rows.iter().map(|r| r.aggregate_version).collect();
+        assert_eq!(versions, [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]);
+        assert_eq!(rows[0].event_type, "order.created");
+        assert_eq!(rows[3].event_type, "order.updated");
+        assert_eq!(rows[0].aggregate_id, rows[3].aggregate_id);
+        let value: serde_json::Value = serde_json::from_str(&rows[4].payload)?;
+        assert_eq!(value["version"], 2);
+        assert_eq!(value["event_id"], rows[4].event_id.to_string());
+        Ok(())
+    }
+}
