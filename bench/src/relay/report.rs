@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::{RelayRun, Throughput};
+use crate::procfs::CpuUsage;
 use crate::report::{RunFacts, mib, ms};
 
 #[derive(Debug, Args)]
@@ -48,7 +49,7 @@ fn cpu_row(out: &mut String, label: &str, t: &Throughput) -> Result<()> {
     let cores = |n: &str| opt(group(t, n), 2);
     let secs = |n: &str| opt(t.cpu_s.get(n).copied(), 2);
     let busy = t.cpu.as_ref().map(|c| format!("{:.0} %", c.machine_busy_pct)).unwrap_or_else(|| "–".into());
-    let other = opt(t.cpu.as_ref().map(crate::procfs::CpuUsage::other_cores), 2);
+    let other = opt(t.cpu.as_ref().map(CpuUsage::other_cores), 2);
     writeln!(
         out,
         "| {label} | {:.2} | {} | {busy} | {} ({}) | {} ({}) | {} ({}) | {} ({}) | {other} | {:.0} % |",
@@ -274,24 +275,39 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
     )?;
 
     writeln!(out, "## Rounds\n")?;
-    writeln!(out, "| round | relay events/s | producer ceiling | SQL ceiling | relay / min(ceilings) | relay exit |")?;
-    writeln!(out, "|---:|---:|---:|---:|---:|---|")?;
+    writeln!(
+        out,
+        "| round | relay events/s | producer ceiling | SQL ceiling | relay / min(ceilings) | other cores (drain / \
+         producer / SQL) | relay exit |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|---:|---|---|")?;
     for (i, d) in run.drains.iter().enumerate() {
         let p = run.producer_ceilings.get(i).map(|t| t.rate).unwrap_or(0.0);
         let q = run.sql_ceilings.get(i).map(|t| t.rate).unwrap_or(0.0);
         let lower = p.min(q);
+        let other = |t: Option<&Throughput>| opt(t.and_then(|t| t.cpu.as_ref()).map(CpuUsage::other_cores), 2);
+        let round = u32::try_from(i + 1).unwrap_or(u32::MAX);
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
-            i + 1,
+            "| {round}{} | {} | {} | {} | {} | {} / {} / {} | {} |",
+            if run.repeated_rounds.contains(&round) { " (repeated)" } else { "" },
             num(d.throughput.rate),
             num(p),
             num(q),
             if lower > 0.0 { format!("{:.2}", d.throughput.rate / lower) } else { "–".into() },
+            other(Some(&d.throughput)),
+            other(run.producer_ceilings.get(i)),
+            other(run.sql_ceilings.get(i)),
             d.relay_exit
         )?;
     }
     writeln!(out)?;
+    writeln!(
+        out,
+        "A round in which any measurement saw more than {} cores of other work is run once more (\"repeated\"); \
+         other cores still above that in the table mean the machine was not quiet: rerun.\n",
+        crate::ladder::DISTURBED_CORES
+    )?;
 
     writeln!(out, "## The median drain, second by second\n")?;
     let seconds: Vec<String> = drain_run.per_second.iter().map(|n| n.to_string()).collect();
