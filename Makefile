@@ -11,21 +11,41 @@ export CARGO_TERM_COLOR ?= never
 export ORDEXA_OPENAPI_VALIDATOR ?= $(ORDEXA_CACHE_DIR)/venv/bin/openapi-spec-validator
 
 INFRA := bash infra/infra.sh
-# Runs a command with the local servers' addresses exported.
-WITH_ENV := eval "$$($(INFRA) env)" &&
+K8S := bash infra/k8s.sh
+# Runs a command with the local servers' addresses and the test API server's KUBECONFIG exported.
+WITH_ENV := eval "$$($(INFRA) env)" && eval "$$($(K8S) env)" &&
 
 .PHONY: help
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: dev
-dev: prereqs ## run Ordexa locally: the real servers, migrations, topics, api and relay (Ctrl-C stops)
+dev: prereqs ## run Ordexa locally: the real servers, migrations, schema, topics, `ordexa dev` and `ordexa web` (Ctrl-C stops)
 	@bash infra/dev.sh
 
 .PHONY: test
-test: prereqs lint infra-up ## format/lint checks, unit and integration tests against the real servers
+test: prereqs lint infra-up k8s-up ## format/lint checks, unit and integration tests against the real servers
 	bash infra/test-infra.sh
 	$(WITH_ENV) cargo test --workspace --locked
+	$(MAKE) --no-print-directory test-frontend
+	$(MAKE) --no-print-directory test-e2e
+
+# The SPA: npm's cache lives with the other caches; `npm ci` installs exactly package-lock.json.
+NPM := cd frontend && npm_config_cache=$(ORDEXA_CACHE_DIR)/npm npm
+# npm ci only when node_modules is missing or older than the lock file.
+NPM_CI_IF_NEEDED := if [[ ! -f frontend/node_modules/.package-lock.json || frontend/package-lock.json -nt frontend/node_modules/.package-lock.json ]]; then ($(NPM) ci --no-audit --no-fund --loglevel=error); fi
+
+.PHONY: frontend test-frontend test-e2e
+frontend: ## install the SPA's packages (npm ci) and build it into frontend/dist
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	$(NPM) run build
+test-frontend: ## the SPA's eslint, tsc --noEmit and Vitest unit/component tests
+	$(NPM_CI_IF_NEEDED)
+	$(NPM) run lint
+	$(NPM) run typecheck
+	$(NPM) test
+test-e2e: infra-up ## the whole system on spare ports with fresh state, driven by Chromium; screenshots in frontend/test-output/
+	bash frontend/e2e/stack.sh
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
@@ -52,9 +72,53 @@ infra-status: ## say what runs where
 infra-env: ## print export lines for the running servers: eval "$(make -s infra-env)"
 	@$(INFRA) env
 
-.PHONY: bench bench-api bench-relay
-bench: bench-api bench-relay ## run every benchmark (bench-api, then bench-relay); results land in bench/results/
+.PHONY: bench bench-api bench-relay bench-e2e
+bench: bench-api bench-relay bench-e2e ## run every benchmark (bench-api, bench-relay, then bench-e2e); results land in bench/results/
 bench-api: ## open-loop load on POST /api/v1/orders next to pgbench with the same SQL; writes bench/results/api-*.md
 	@bash bench/api.sh
 bench-relay: ## the outbox relay: drain 200,000 rows, steady load, producer and SQL ceilings; writes bench/results/relay-*.md
 	@bash bench/relay.sh
+bench-e2e: ## the projector's drain vs its ceiling; api+relay+projector: commit→visible, burst, memory; writes bench/results/e2e-*.md and .svg
+	@bash bench/e2e.sh
+
+# ---- Operator: a real API server for its tests, the CRD, and the kind cluster ------------------
+
+.PHONY: k8s-build k8s-up k8s-down k8s-reset k8s-status k8s-env
+k8s-build: ## build etcd, kube-apiserver, kube-controller-manager and helm from their Go modules (cached)
+	@$(K8S) build
+k8s-up: ## start the test control plane on 127.0.0.1 (builds it first when missing)
+	@$(K8S) up
+k8s-down: ## stop the test control plane (data is kept)
+	@$(K8S) down
+k8s-reset: ## stop the test control plane and wipe its state and certificates
+	@$(K8S) reset
+k8s-status: ## say what of the test control plane runs
+	@$(K8S) status
+k8s-env: ## print export KUBECONFIG=... for the test API server: eval "$(make -s k8s-env)"
+	@$(K8S) env
+
+.PHONY: crds operator-test
+crds: ## regenerate the OrderingSystem CRD (crds/ and the chart) from operator/src/crd.rs
+	cargo run -q -p ordexa-operator --locked -- crd > crds/orderingsystems.ordexa.io.yaml
+	cp crds/orderingsystems.ordexa.io.yaml charts/ordexa-operator/files/orderingsystems.ordexa.io.yaml
+operator-test: k8s-up ## the operator's unit and integration tests (real API server + Kafka)
+	@$(INFRA) up kafka
+	$(WITH_ENV) cargo test -p ordexa-operator --locked
+
+# Machines with Docker only (kind): https://kind.sigs.k8s.io
+KIND_CLUSTER ?= ordexa
+IMAGE_TAG ?= dev
+.PHONY: kind-up images kind-load deploy kind-e2e
+kind-up: ## create the kind cluster from kind-config.yaml
+	kind create cluster --config kind-config.yaml --name $(KIND_CLUSTER)
+images: ## build the operator and workload images (ordexa-operator:dev, ordexa:dev)
+	docker build -f operator/Dockerfile -t ordexa-operator:$(IMAGE_TAG) .
+	docker build -f workloads/Dockerfile -t ordexa:$(IMAGE_TAG) .
+kind-load: ## load the images into the kind cluster
+	kind load docker-image ordexa-operator:$(IMAGE_TAG) ordexa:$(IMAGE_TAG) --name $(KIND_CLUSTER)
+deploy: ## install or upgrade the operator with its Helm chart in namespace ordexa-system
+	helm upgrade --install ordexa-operator charts/ordexa-operator --namespace ordexa-system --create-namespace \
+	  --set image.tag=$(IMAGE_TAG) --set image.pullPolicy=Never --wait
+kind-e2e: kind-up images kind-load deploy ## on kind: install, apply examples/shop.yaml (its Postgres/Kafka/Cassandra must exist), wait for Ready
+	kubectl apply -f examples/shop.yaml
+	kubectl -n shop wait orderingsystem/shop --for=condition=Ready --timeout=10m

@@ -19,6 +19,8 @@ declare -A wanted=(
   [postgresql-client-15]="psql, pgbench"
   [acl]="lets the postgres account reach a closed state folder"
   [python3]="server readiness probes"
+  [chromium]="the browser the frontend's end-to-end tests drive (playwright-core)"
+  [chromium-driver]="WebDriver for that Chromium"
 )
 
 missing=()

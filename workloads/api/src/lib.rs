@@ -1,5 +1,6 @@
-//! The Ordexa REST API: catalog and order commands on the PostgreSQL write model, bearer JWT
-//! auth, RFC 9457 problem details and a generated OpenAPI 3.1 document.
+//! The Ordexa REST API: catalog and order commands on the PostgreSQL write model, order reads
+//! from the Cassandra read model, bearer JWT auth, RFC 9457 problem details and a generated
+//! OpenAPI 3.1 document.
 
 pub mod auth;
 pub mod extract;
@@ -10,11 +11,14 @@ pub mod problem;
 pub mod products;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use ordexa_readmodel::ReadModel;
 use ordexa_store::Store;
 use tower_http::trace::TraceLayer;
 
@@ -23,17 +27,31 @@ pub use auth::Auth;
 /// The largest request body accepted; an order of 100 lines with an address is far below it.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
+/// How long a read waits for the projection to reach the version a client asked for.
+pub const DEFAULT_READ_WAIT: Duration = Duration::from_secs(2);
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// The write model (PostgreSQL): commands and the catalog.
     pub store: Store,
+    /// The read model (Cassandra): order reads and lists.
+    pub reads: Arc<ReadModel>,
     pub auth: Auth,
     pub metrics: PrometheusHandle,
+    /// The longest a read waits for the projection (`min_version`, or an order committed but
+    /// not projected yet).
+    pub read_wait: Duration,
 }
 
 impl AppState {
-    pub fn new(store: Store, auth: Auth) -> Self {
-        AppState { store, auth, metrics: ordexa_runtime::prometheus() }
+    pub fn new(store: Store, reads: Arc<ReadModel>, auth: Auth) -> Self {
+        AppState { store, reads, auth, metrics: ordexa_runtime::prometheus(), read_wait: DEFAULT_READ_WAIT }
+    }
+
+    pub fn with_read_wait(mut self, read_wait: Duration) -> Self {
+        self.read_wait = read_wait;
+        self
     }
 }
 

@@ -15,12 +15,26 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: PostgreSQL answers within a second.
+/// Readiness: PostgreSQL and Cassandra each answer within a second.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
-        Ok(Ok(())) => Ok(Json(serde_json::json!({"status": "ready", "checks": {"postgres": "ok"}}))),
-        Ok(Err(err)) => Err(ApiError::Unavailable(format!("postgres: {err}"))),
-        Err(_) => Err(ApiError::Unavailable("postgres did not answer within 1s".to_owned())),
+    let limit = Duration::from_secs(1);
+    let (postgres, cassandra) =
+        tokio::join!(tokio::time::timeout(limit, state.store.ping()), tokio::time::timeout(limit, state.reads.ping()));
+    let mut failures = Vec::new();
+    match postgres {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => failures.push(format!("postgres: {err}")),
+        Err(_) => failures.push("postgres did not answer within 1s".to_owned()),
+    }
+    match cassandra {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => failures.push(format!("cassandra: {err}")),
+        Err(_) => failures.push("cassandra did not answer within 1s".to_owned()),
+    }
+    if failures.is_empty() {
+        Ok(Json(serde_json::json!({"status": "ready", "checks": {"postgres": "ok", "cassandra": "ok"}})))
+    } else {
+        Err(ApiError::Unavailable(failures.join("; ")))
     }
 }
 

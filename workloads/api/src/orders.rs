@@ -1,4 +1,5 @@
-//! Order endpoints: thin handlers that extract, call the write model and map the result.
+//! Order endpoints: thin handlers that extract, call the write model (commands) or the read
+//! model (reads and lists), and map the result.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -8,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ordexa_domain::{ItemRequest, Order, OrderId, OrderStatus, ShippingAddress, Transition};
-use ordexa_store::{CreateOrder, CreateOutcome, IdempotencyKey, OrderChange, OrderPage, PageCursor};
+use ordexa_readmodel::{StatusCursor, UserCursor};
+use ordexa_store::{CreateOrder, CreateOutcome, IdempotencyKey, OrderChange};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -58,28 +61,29 @@ pub struct ListParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct GetParams {
-    /// Wait briefly until the order has reached at least this version.
+    /// Wait briefly until the order has reached at least this version (the read model is
+    /// updated asynchronously); answers 503 `projection-behind` if it does not in time.
     pub min_version: Option<i64>,
 }
 
 /// What a page token encodes: which listing it continues, and where.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct PageToken {
+struct PageToken<C> {
     /// `user:<id>` or `status:<STATUS>`; a token is refused by any other listing.
     listing: String,
-    after: PageCursor,
+    after: C,
 }
 
-fn encode_token(listing: &str, cursor: PageCursor) -> Result<String, ApiError> {
+fn encode_token<C: Serialize>(listing: &str, cursor: C) -> Result<String, ApiError> {
     let json = serde_json::to_vec(&PageToken { listing: listing.to_owned(), after: cursor })
         .map_err(|e| ApiError::Internal(format!("page token: {e}")))?;
     Ok(URL_SAFE_NO_PAD.encode(json))
 }
 
-fn decode_token(listing: &str, token: &str) -> Result<PageCursor, ApiError> {
+fn decode_token<C: DeserializeOwned>(listing: &str, token: &str) -> Result<C, ApiError> {
     let invalid = || ApiError::BadRequest("page_token is not a token this listing returned".to_owned());
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    let token: PageToken = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    let token: PageToken<C> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     if token.listing != listing {
         return Err(invalid());
     }
@@ -161,10 +165,48 @@ pub async fn get_order(
     {
         return Err(ApiError::field("/min_version", "must be at least 1"));
     }
-    // Reads come from the write model until the read side lands, so every committed version
-    // is already visible: min_version never has to wait here.
-    let order = state.store.get_order(id, &actor).await?;
+    let order = read_order(&state, &actor, id, params.min_version).await?;
     Ok(order_response(StatusCode::OK, &order))
+}
+
+/// Reads an order from the read model, waiting (at most `state.read_wait`) until it reaches
+/// `min_version` (1 when not given). An order the read model lacks is looked up in the write
+/// model first: unknown (or someone else's) is a 404 at once; committed but not projected yet
+/// is waited for, so following a create's `Location` right away never answers 404.
+async fn read_order(
+    state: &AppState,
+    actor: &ordexa_store::Actor,
+    id: OrderId,
+    min_version: Option<i64>,
+) -> Result<Order, ApiError> {
+    let deadline = tokio::time::Instant::now() + state.read_wait;
+    let visible = |order: Option<Order>| order.filter(|o| actor.may_access(o));
+    let mut seen = visible(state.reads.get(id).await?);
+    if seen.is_none() {
+        state.store.get_order(id, actor).await?;
+    }
+    let want = min_version.unwrap_or(1);
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        if let Some(order) = seen.take_if(|order| order.version >= want) {
+            return Ok(order);
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(100));
+        seen = visible(state.reads.get(id).await?);
+    }
+    metrics::counter!("ordexa_api_read_wait_timeouts_total").increment(1);
+    let waited = state.read_wait.as_millis();
+    Err(ApiError::ProjectionBehind(match seen {
+        Some(order) => format!(
+            "order {id} is at version {} in the read model; version {want} was asked for and did not arrive within {waited} ms",
+            order.version
+        ),
+        None => format!("order {id} is committed but not in the read model yet (waited {waited} ms)"),
+    }))
 }
 
 /// List the caller's orders, newest first; admins may list every order in one status.
@@ -180,7 +222,7 @@ pub async fn list_orders(
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
         return Err(ApiError::field("/limit", format!("must be between 1 and {MAX_PAGE_SIZE}, got {limit}")));
     }
-    let (listing, page): (String, OrderPage) = match params.status {
+    match params.status {
         Some(raw) => {
             if !actor.is_admin {
                 return Err(ApiError::Forbidden("listing by status needs the admin role".to_owned()));
@@ -188,17 +230,21 @@ pub async fn list_orders(
             let status: OrderStatus =
                 raw.parse().map_err(|e: ordexa_domain::ParseStatusError| ApiError::field("/status", e.to_string()))?;
             let listing = format!("status:{}", status.as_str());
-            let after = params.page_token.as_deref().map(|t| decode_token(&listing, t)).transpose()?;
-            (listing, state.store.list_orders_by_status(status, limit, after).await?)
+            let after: Option<StatusCursor> =
+                params.page_token.as_deref().map(|t| decode_token(&listing, t)).transpose()?;
+            let page = state.reads.list_by_status(status, limit, after).await?;
+            let next_page_token = page.next.map(|cursor| encode_token(&listing, cursor)).transpose()?;
+            Ok(Json(OrderList { items: page.orders, next_page_token }))
         }
         None => {
             let listing = format!("user:{}", actor.user_id);
-            let after = params.page_token.as_deref().map(|t| decode_token(&listing, t)).transpose()?;
-            (listing.clone(), state.store.list_orders_of_user(&actor.user_id, limit, after).await?)
+            let after: Option<UserCursor> =
+                params.page_token.as_deref().map(|t| decode_token(&listing, t)).transpose()?;
+            let page = state.reads.list_by_user(&actor.user_id, limit, after).await?;
+            let next_page_token = page.next.map(|cursor| encode_token(&listing, cursor)).transpose()?;
+            Ok(Json(OrderList { items: page.orders, next_page_token }))
         }
-    };
-    let next_page_token = page.next.map(|cursor| encode_token(&listing, cursor)).transpose()?;
-    Ok(Json(OrderList { items: page.orders, next_page_token }))
+    }
 }
 
 async fn change(
@@ -313,11 +359,13 @@ mod tests {
 
     #[test]
     fn a_page_token_round_trips_only_within_its_listing() -> Result<(), ApiError> {
-        let cursor = PageCursor { created_at: chrono::Utc::now(), id: Uuid::now_v7() };
+        let cursor = UserCursor { created_ms: chrono::Utc::now().timestamp_millis(), order_id: Uuid::now_v7() };
         let token = encode_token("user:alice", cursor)?;
-        assert_eq!(decode_token("user:alice", &token)?, cursor);
-        assert!(matches!(decode_token("user:bob", &token), Err(ApiError::BadRequest(_))));
-        assert!(matches!(decode_token("user:alice", "not-a-token"), Err(ApiError::BadRequest(_))));
+        assert_eq!(decode_token::<UserCursor>("user:alice", &token)?, cursor);
+        assert!(matches!(decode_token::<UserCursor>("user:bob", &token), Err(ApiError::BadRequest(_))));
+        assert!(matches!(decode_token::<UserCursor>("user:alice", "not-a-token"), Err(ApiError::BadRequest(_))));
+        // A user token is no status token, even when someone edits its listing.
+        assert!(matches!(decode_token::<StatusCursor>("user:alice", &token), Err(ApiError::BadRequest(_))));
         Ok(())
     }
 }

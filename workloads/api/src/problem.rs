@@ -43,6 +43,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The read model has not reached the version the client asked for within the wait.
+    #[error("{0}")]
+    ProjectionBehind(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -66,6 +69,9 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
             }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            ApiError::ProjectionBehind(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "projection-behind", "The read model is behind; retry shortly")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -107,6 +113,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -144,6 +153,18 @@ impl From<StoreError> for ApiError {
             StoreError::Database(_) | StoreError::Migration(_) | StoreError::CorruptRow(_) => {
                 ApiError::Internal(err.to_string())
             }
+        }
+    }
+}
+
+impl From<ordexa_readmodel::ReadModelError> for ApiError {
+    fn from(err: ordexa_readmodel::ReadModelError) -> Self {
+        use ordexa_readmodel::ReadModelError as E;
+        match err {
+            E::Execute(_) | E::Connect { .. } | E::SchemaAgreement(_) => {
+                ApiError::Unavailable(format!("the read model is unavailable: {err}"))
+            }
+            other => ApiError::Internal(other.to_string()),
         }
     }
 }

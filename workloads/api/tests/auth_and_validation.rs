@@ -161,7 +161,7 @@ async fn every_invalid_create_is_refused_with_a_problem_naming_the_field() -> Te
         }
     }
     assert_eq!(app.count("orders").await?, 0);
-    assert_eq!(app.count("outbox").await?, 0);
+    assert_eq!(app.committed_event_count().await?, 0);
     app.finish().await
 }
 

@@ -167,6 +167,21 @@ impl Shutdown {
     pub async fn wait(&mut self) {
         let _ = self.rx.wait_for(|fired| *fired).await;
     }
+
+    /// Sleeps for `duration`, or less when the shutdown fires meanwhile.
+    pub async fn sleep(&mut self, duration: std::time::Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            () = self.wait() => {}
+        }
+    }
+}
+
+/// Capped exponential backoff with full jitter: 100 ms doubling to 10 s.
+pub fn backoff_delay(attempt: u32) -> std::time::Duration {
+    use rand::Rng;
+    let cap_ms = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
+    std::time::Duration::from_millis(rand::rng().random_range(cap_ms / 2..=cap_ms))
 }
 
 async fn wait_for_signal() {
@@ -216,5 +231,14 @@ mod tests {
         a.wait().await;
         b.wait().await;
         assert!(a.is_fired() && b.is_fired());
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_capped() {
+        for attempt in 0..20 {
+            let d = backoff_delay(attempt);
+            let cap = std::time::Duration::from_millis((100u64 << attempt.min(7)).min(10_000));
+            assert!(d <= cap && d >= cap / 2, "attempt {attempt}: {d:?} outside [{:?}, {cap:?}]", cap / 2);
+        }
     }
 }

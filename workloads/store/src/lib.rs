@@ -14,7 +14,7 @@ use ordexa_domain::{DomainError, OrderId, Sku};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-pub use orders::{Actor, CreateOrder, CreateOutcome, IdempotencyKey, OrderChange, OrderPage, PageCursor};
+pub use orders::{Actor, CreateOrder, CreateOutcome, IdempotencyKey, OrderChange};
 
 /// Why a write-model operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,6 @@
 //! all in one transaction. The row lock also serialises the outbox rows of one order, which is
 //! what lets the relay keep per-order order.
 
-use chrono::{DateTime, Utc};
 use ordexa_domain::{
     Currency, DomainError, EVENT_SCHEMA_VERSION, FieldError, ItemRequest, Order, OrderEvent, OrderId, OrderItem,
     OrderStatus, ShippingAddress, Sku, Transition, now_micros, price_items,
@@ -27,7 +26,7 @@ pub struct Actor {
 
 impl Actor {
     /// Users see only their own orders; admins see every order.
-    fn may_access(&self, order: &Order) -> bool {
+    pub fn may_access(&self, order: &Order) -> bool {
         self.is_admin || order.user_id == self.user_id
     }
 }
@@ -68,20 +67,6 @@ pub enum OrderChange {
         items: Option<Vec<ItemRequest>>,
         shipping_address: Option<ShippingAddress>,
     },
-}
-
-/// Where a page of a newest-first listing ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PageCursor {
-    pub created_at: DateTime<Utc>,
-    pub id: Uuid,
-}
-
-/// One page of orders and the cursor of the next page, if any.
-#[derive(Debug)]
-pub struct OrderPage {
-    pub orders: Vec<Order>,
-    pub next: Option<PageCursor>,
 }
 
 /// Validates the address and prices the items inside the transaction, reporting every field
@@ -377,52 +362,5 @@ impl Store {
             Some(order) if actor.may_access(&order) => Ok(order),
             _ => Err(StoreError::OrderNotFound(id)),
         }
-    }
-
-    /// A user's orders, newest first.
-    pub async fn list_orders_of_user(&self, user_id: &str, limit: u32, after: Option<PageCursor>) -> Result<OrderPage> {
-        self.newest_first("user_id", user_id, limit, after).await
-    }
-
-    /// Orders in one status, newest first.
-    pub async fn list_orders_by_status(
-        &self,
-        status: OrderStatus,
-        limit: u32,
-        after: Option<PageCursor>,
-    ) -> Result<OrderPage> {
-        self.newest_first("status", status.as_str(), limit, after).await
-    }
-
-    /// One page of the orders whose `column` equals `value`, newest first, after `after`.
-    async fn newest_first(
-        &self,
-        column: &'static str,
-        value: &str,
-        limit: u32,
-        after: Option<PageCursor>,
-    ) -> Result<OrderPage> {
-        let sql = format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE {column} = $1 \
-             AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
-             ORDER BY created_at DESC, id DESC LIMIT $4"
-        );
-        let mut conn = self.pool.acquire().await?;
-        // One extra row tells whether another page follows.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(value)
-            .bind(after.map(|c| c.created_at))
-            .bind(after.map(|c| c.id))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&mut *conn)
-            .await?;
-        let mut orders = with_items(&mut conn, rows).await?;
-        let next = if orders.len() > limit as usize {
-            orders.truncate(limit as usize);
-            orders.last().map(|o| PageCursor { created_at: o.created_at, id: o.id.0 })
-        } else {
-            None
-        };
-        Ok(OrderPage { orders, next })
     }
 }

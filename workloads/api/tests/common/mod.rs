@@ -1,10 +1,14 @@
-//! A real API on a real PostgreSQL database of its own, for one test.
+//! A real API on a real PostgreSQL database of its own, for one test, with the whole read
+//! path running: a relay publishing its outbox to topics of its own, and a projector writing
+//! them into a Cassandra keyspace of its own, so reads see what commands wrote.
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ordexa_api::{AppState, Auth};
+use ordexa_runtime::{Health, Shutdown, ShutdownTrigger};
 use ordexa_store::Store;
 use ordexa_testkit as kit;
 use reqwest::{Method, RequestBuilder, Response};
@@ -18,14 +22,32 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub auth: Auth,
     pub pool: PgPool,
+    pub reads: Arc<ordexa_readmodel::ReadModel>,
     admin_pool: PgPool,
     database: String,
+    keyspace: String,
+    topic: String,
+    stop_pipeline: ShutdownTrigger,
+}
+
+/// One committed event, wherever it is now: still in the outbox or already on the topic.
+#[derive(Debug)]
+pub struct CommittedEvent {
+    pub version: i64,
+    pub event_type: String,
+    pub payload: Value,
+    pub traceparent: Option<String>,
 }
 
 impl TestApp {
-    /// A fresh database (migrated, with the development catalog) and an API serving it on an
-    /// ephemeral port.
+    /// A fresh database (migrated, with the development catalog), topics and keyspace, a relay
+    /// and a projector, and an API serving them on an ephemeral port.
     pub async fn start() -> Result<TestApp, kit::Failure> {
+        Self::start_with_read_wait(Duration::from_secs(10)).await
+    }
+
+    /// [`TestApp::start`], with reads waiting at most `read_wait` for the projection.
+    pub async fn start_with_read_wait(read_wait: Duration) -> Result<TestApp, kit::Failure> {
         let admin_pool = kit::postgres().await?;
         let database = kit::unique_name("ordexa_test");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).execute(&admin_pool).await?;
@@ -35,17 +57,48 @@ impl TestApp {
         let store = Store::new(pool.clone());
         store.seed_dev_catalog().await?;
         let auth = Auth::new(SECRET)?;
-        let app = ordexa_api::router(AppState::new(store, auth.clone()), ordexa_api::DEFAULT_BODY_LIMIT);
+
+        let bootstrap = kit::kafka_bootstrap()?;
+        let prefix = format!("{}.", kit::unique_name("apitest"));
+        ordexa_relay::topics::ensure_topics(&bootstrap, &prefix, 3, 1).await?;
+        let topic = ordexa_domain::topic_name(&prefix);
+        let keyspace = kit::unique_name("ordexa_test");
+        let session = ordexa_readmodel::connect(&kit::cassandra_nodes()?).await?;
+        ordexa_readmodel::apply_schema(&session, &keyspace, &ordexa_readmodel::Replication::Simple(1)).await?;
+        let reads = Arc::new(ordexa_readmodel::ReadModel::new(session, &keyspace).await?);
+        let (stop_pipeline, shutdown) = Shutdown::new();
+        let relay = ordexa_relay::RelayConfig {
+            database_url: url.clone(),
+            kafka_bootstrap: bootstrap.clone(),
+            topic_prefix: prefix.clone(),
+            batch_size: 1000,
+            poll_interval: Duration::from_millis(500),
+            delivery_timeout: Duration::from_secs(30),
+        };
+        tokio::spawn(ordexa_relay::run(relay, Health::new("starting"), shutdown.clone()));
+        let projector = ordexa_projector::ProjectorConfig {
+            kafka_bootstrap: bootstrap,
+            group_id: ordexa_projector::ProjectorConfig::default_group(&prefix),
+            topic_prefix: prefix,
+            batch_size: 500,
+            concurrency: 64,
+        };
+        tokio::spawn(ordexa_projector::run(projector, reads.clone(), Health::new("starting"), shutdown));
+
+        let state = AppState::new(store, reads.clone(), auth.clone()).with_read_wait(read_wait);
+        let app = ordexa_api::router(state, ordexa_api::DEFAULT_BODY_LIMIT);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         tokio::spawn(ordexa_api::serve(listener, app, std::future::pending()));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(TestApp { base, client, auth, pool, admin_pool, database })
+        Ok(TestApp { base, client, auth, pool, reads, admin_pool, database, keyspace, topic, stop_pipeline })
     }
 
     /// Drops the test's database. Skipped when a test fails, which leaves it for inspection
     /// (`make infra-reset` clears those).
     pub async fn finish(self) -> kit::TestResult {
+        self.stop_pipeline.fire();
+        self.reads.session().query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", self.keyspace), &[]).await?;
         self.pool.close().await;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {} WITH (FORCE)", self.database)))
             .execute(&self.admin_pool)
@@ -86,16 +139,66 @@ impl TestApp {
         Ok(response.json().await?)
     }
 
-    /// The outbox as (aggregate_version, event_type, payload) of one order, in insertion order.
-    pub async fn outbox_of(&self, order_id: &str) -> Result<Vec<(i64, String, Value)>, kit::Failure> {
-        let id = uuid::Uuid::parse_str(order_id)?;
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT aggregate_version, event_type, payload::text FROM outbox WHERE aggregate_id = $1 ORDER BY id",
+    /// Waits until the read model serves `order_id` at `version` (or later).
+    /// Retries the API's own bounded wait (a 503) for up to 30 s: the projector's first
+    /// group join can take longer than one wait.
+    pub async fn projected(&self, order_id: &str, version: i64) -> Result<Value, kit::Failure> {
+        let path = format!("/api/v1/orders/{order_id}?min_version={version}");
+        let started = std::time::Instant::now();
+        loop {
+            let response = self.admin_request(Method::GET, &path).send().await?;
+            if response.status() != 503 || started.elapsed() > Duration::from_secs(30) {
+                return Ok(expect_status(response, 200).await?.json().await?);
+            }
+        }
+    }
+
+    /// Every event committed for `order_id`, in version order: the rows still in the outbox
+    /// plus those the relay already published and deleted (read in that order, so a row moving
+    /// between the two meanwhile is seen at least once; copies are merged by `event_id`).
+    pub async fn events_of(&self, order_id: &str) -> Result<Vec<CommittedEvent>, kit::Failure> {
+        let mut by_id = std::collections::BTreeMap::new();
+        for event in self.committed_events().await? {
+            if event.payload["order_id"] == order_id {
+                by_id.insert(event.payload["event_id"].as_str().unwrap_or_default().to_owned(), event);
+            }
+        }
+        let mut events: Vec<CommittedEvent> = by_id.into_values().collect();
+        events.sort_by_key(|e| e.version);
+        Ok(events)
+    }
+
+    /// How many distinct events were committed, outbox and topic together.
+    pub async fn committed_event_count(&self) -> Result<usize, kit::Failure> {
+        let ids: std::collections::HashSet<String> = self
+            .committed_events()
+            .await?
+            .into_iter()
+            .map(|e| e.payload["event_id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        Ok(ids.len())
+    }
+
+    async fn committed_events(&self) -> Result<Vec<CommittedEvent>, kit::Failure> {
+        let rows: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT aggregate_version, event_type, payload::text, headers->>'traceparent' FROM outbox ORDER BY id",
         )
-        .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(|(v, t, p)| Ok((v, t, serde_json::from_str(&p)?))).collect()
+        let mut out = Vec::new();
+        for (version, event_type, payload, traceparent) in rows {
+            out.push(CommittedEvent { version, event_type, payload: serde_json::from_str(&payload)?, traceparent });
+        }
+        for message in kit::read_topic(&self.topic).await? {
+            let payload: Value = serde_json::from_slice(&message.payload)?;
+            out.push(CommittedEvent {
+                version: payload["version"].as_i64().unwrap_or_default(),
+                event_type: message.header("type").unwrap_or_default().to_owned(),
+                traceparent: message.header("traceparent").map(str::to_owned),
+                payload,
+            });
+        }
+        Ok(out)
     }
 
     pub async fn count(&self, table: &str) -> Result<i64, kit::Failure> {
