@@ -8,8 +8,13 @@
 //! - `relay`: the outbox relay draining a backlog, under steady load, and its two ceilings
 //!   (what `make bench-relay` runs); `relay-report` renders it, `relay-cleanup` removes the
 //!   run's topics.
+//! - `e2e`: the projector draining a preloaded topic next to its ceiling (the same writes
+//!   without Kafka), and api + relay + projector under open-loop creates: commit → visible in
+//!   Cassandra, a burst and its catch-up, memory (what `make bench-e2e` runs); `e2e-report`
+//!   renders it (Markdown and an SVG chart), `e2e-cleanup` removes the run's topics and keyspaces.
 
 mod compare;
+mod e2e;
 mod ladder;
 mod load;
 mod pgbench;
@@ -48,6 +53,12 @@ enum Command {
     RelayReport(relay::report::RelayReportArgs),
     /// Delete a relay run's topics (every topic with its `bench…` prefix).
     RelayCleanup(relay::CleanupArgs),
+    /// The projector's drain next to its ceiling; api + relay + projector: commit → visible, burst, memory.
+    E2e(e2e::E2eArgs),
+    /// Render an end-to-end run as Markdown and an SVG chart.
+    E2eReport(e2e::report::E2eReportArgs),
+    /// Delete an end-to-end run's topics and keyspaces.
+    E2eCleanup(e2e::E2eCleanupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +86,9 @@ fn main() -> ExitCode {
         Command::Relay(args) => relay::run(args),
         Command::RelayReport(args) => relay::report::run(args),
         Command::RelayCleanup(args) => relay::cleanup(args),
+        Command::E2e(args) => e2e::run(args),
+        Command::E2eReport(args) => e2e::report::run(args),
+        Command::E2eCleanup(args) => e2e::cleanup(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

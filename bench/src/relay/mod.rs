@@ -292,7 +292,7 @@ fn relay_config(args: &RelayArgs, prefix: &str) -> RelayConfig {
 }
 
 /// Events per second from cumulative `(seconds, published)` samples.
-fn per_second(samples: &[(f64, u64)]) -> Vec<u64> {
+pub(crate) fn per_second(samples: &[(f64, u64)]) -> Vec<u64> {
     let Some(&(end, _)) = samples.last() else { return Vec::new() };
     let at = |t: f64| samples.iter().take_while(|s| s.0 <= t).last().map(|s| s.1).unwrap_or(0);
     (0..end.ceil() as u32).map(|s| at(f64::from(s + 1)).saturating_sub(at(f64::from(s)))).collect()
