@@ -61,10 +61,17 @@ build_one() {
 }
 
 cmd_build() {
+  mkdir -p "$K8S_BIN"
+  # One build at a time: CI starts one in the background early, and `k8s-up` then waits for it
+  # here instead of building the same binaries a second time.
+  exec {build_lock}>"$K8S_BIN/.build.lock"
+  flock "$build_lock"
   build_one etcd "$MODULES/etcd" ./cmd/etcd
   build_one kube-apiserver "$MODULES/kube" ./cmd/kube-apiserver
   build_one kube-controller-manager "$MODULES/kube" ./cmd/kube-controller-manager
   build_one helm "$MODULES/helm" helm.sh/helm/v3/cmd/helm
+  # Closed before any server starts, so no server process inherits (and holds) the lock.
+  exec {build_lock}>&-
 }
 
 # ---- certificates --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use futures::StreamExt;
 use ordexa_readmodel::{ReadModel, Replication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -69,12 +70,23 @@ pub async fn drop_keyspaces(nodes: &[String], prefix: &str) -> Result<Vec<String
     Ok(names)
 }
 
-/// Rows in a keyspace's `orders_by_id` (a full scan: only for checks at the end of a phase).
+/// Rows in a keyspace's `orders_by_id`, counted through a paged scan of the keys (a `count(*)`
+/// over a large table can exhaust a small node's heap; only for checks at the end of a phase).
 pub async fn count_orders(session: &Session, keyspace: &str) -> Result<i64> {
-    let mut statement = scylla::statement::Statement::new(format!("SELECT count(*) FROM {keyspace}.orders_by_id"));
-    statement.set_request_timeout(Some(Duration::from_secs(120)));
-    let rows = session.query_unpaged(statement, &[]).await?.into_rows_result().context("counting orders")?;
-    let (count,) = rows.first_row::<(i64,)>().context("counting orders")?;
+    let mut statement = scylla::statement::Statement::new(format!("SELECT order_id FROM {keyspace}.orders_by_id"));
+    statement.set_page_size(2000);
+    statement.set_request_timeout(Some(Duration::from_secs(60)));
+    let mut rows = session
+        .query_iter(statement, &[])
+        .await
+        .context("counting orders")?
+        .rows_stream::<(uuid::Uuid,)>()
+        .context("counting orders")?;
+    let mut count = 0i64;
+    while let Some(row) = rows.next().await {
+        row.context("counting orders")?;
+        count += 1;
+    }
     Ok(count)
 }
 

@@ -392,6 +392,8 @@ async fn projector_drain(args: &E2eArgs, events: u64, topic: &str, round: u32, s
     let exit = process::stop(projector);
     let session = cluster::connect(&args.cassandra_nodes).await?;
     let orders_rows = cluster::count_orders(&session, &keyspace).await?;
+    // Dropped now: a small node's heap holds every keyspace's memtables.
+    cluster::drop_keyspace(&session, &keyspace).await?;
     let drain = ProjectorDrain {
         throughput: Throughput {
             events,
@@ -458,6 +460,7 @@ async fn ceiling(args: &E2eArgs, events: &Arc<Vec<OrderEvent>>, round: u32, suff
     let seconds = started.elapsed().as_secs_f64();
     let after = CpuSnapshot::take(&cpu_groups);
     let orders_rows = cluster::count_orders(model.session(), &keyspace).await?;
+    cluster::drop_keyspace(model.session(), &keyspace).await?;
     let orders_expected = i64::try_from(args.orders.min(events.len())).unwrap_or(i64::MAX);
     if orders_rows != orders_expected {
         bail!("orders_by_id of {keyspace} holds {orders_rows} rows, not {orders_expected}");
