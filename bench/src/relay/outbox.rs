@@ -22,11 +22,9 @@ use crate::workload;
 /// `ordexa_store`'s outbox insert (`insert_outbox` in workloads/store/src/orders.rs), verbatim.
 pub const INSERT_SQL: &str = "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, \
      schema_version, payload, headers) VALUES ($1, $2, $3, $4, $5, $6::json, $7)";
-/// The relay's claim (`claim` in workloads/relay/src/lib.rs), verbatim: `$2` lists the batch in
-/// flight, which the SQL ceiling (one batch at a time) leaves empty.
+/// The relay's claim (`publish_batch` in workloads/relay/src/lib.rs), verbatim.
 pub const CLAIM_SQL: &str = "SELECT id, aggregate_id, event_id, event_type, schema_version, payload::text AS payload, \
-     headers->>'traceparent' AS traceparent FROM outbox \
-     WHERE id NOT IN (SELECT unnest($2::bigint[])) ORDER BY id LIMIT $1 FOR UPDATE";
+     headers->>'traceparent' AS traceparent FROM outbox ORDER BY id LIMIT $1 FOR UPDATE";
 /// The relay's removal of a published batch, verbatim.
 pub const DELETE_SQL: &str = "DELETE FROM outbox WHERE id = ANY($1)";
 
@@ -425,7 +423,7 @@ pub async fn claim_and_remove(conn: &mut PgConnection, batch: i64) -> Result<(u6
     loop {
         let started = Instant::now();
         let mut tx = conn.begin().await?;
-        let rows = sqlx::query(CLAIM_SQL).bind(batch).bind(Vec::<i64>::new()).fetch_all(&mut *tx).await?;
+        let rows = sqlx::query(CLAIM_SQL).bind(batch).fetch_all(&mut *tx).await?;
         if rows.is_empty() {
             tx.commit().await?;
             break;
