@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use ordexa_domain::OrderEvent;
 use ordexa_readmodel::{ReadModel, ReadModelError};
 use ordexa_runtime::{Health, Shutdown, backoff_delay};
@@ -250,11 +251,7 @@ async fn project_batch(
     let mut pending: Vec<&OrderEvent> = events.iter().collect();
     let mut attempt = 0u32;
     while !pending.is_empty() {
-        let mut results = Vec::with_capacity(pending.len());
-        for chunk in pending.chunks(config.concurrency) {
-            let outcomes = join_all(chunk.iter().map(|event| model.apply(event))).await;
-            results.extend(chunk.iter().copied().zip(outcomes));
-        }
+        let results = apply_all(model, &pending, config.concurrency).await;
         let mut failed = Vec::new();
         let mut first_error = None;
         for (event, result) in results {
@@ -283,6 +280,32 @@ async fn project_batch(
         pending = failed;
     }
     true
+}
+
+/// Applies every event with at most `concurrency` in flight: a sliding window, so one slow write
+/// holds back only its own slot, not a whole group.
+async fn apply_all<'a>(
+    model: &'a ReadModel,
+    events: &[&'a OrderEvent],
+    concurrency: usize,
+) -> Vec<(&'a OrderEvent, Result<(), ReadModelError>)> {
+    let mut results = Vec::with_capacity(events.len());
+    let mut queued = events.iter().copied();
+    let mut in_flight = FuturesUnordered::new();
+    for event in queued.by_ref().take(concurrency) {
+        in_flight.push(apply_one(model, event));
+    }
+    while let Some(done) = in_flight.next().await {
+        results.push(done);
+        if let Some(event) = queued.next() {
+            in_flight.push(apply_one(model, event));
+        }
+    }
+    results
+}
+
+async fn apply_one<'a>(model: &'a ReadModel, event: &'a OrderEvent) -> (&'a OrderEvent, Result<(), ReadModelError>) {
+    (event, model.apply(event).await)
 }
 
 /// Produces `message` to the dead-letter topic and waits for Kafka's acknowledgement, retrying
