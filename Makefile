@@ -105,15 +105,33 @@ operator-test: k8s-up ## the operator's unit and integration tests (real API ser
 	@$(INFRA) up kafka
 	$(WITH_ENV) cargo test -p ordexa-operator --locked
 
+# ---- A real single-node cluster on this machine (no Docker): infra/cluster.sh ---------------
+
+CLUSTER := bash infra/cluster.sh
+.PHONY: cluster-build cluster-up cluster-down cluster-reset cluster-status cluster-env cluster-e2e
+cluster-build: ## build the cluster's binaries (control plane, kubelet, kube-proxy, CoreDNS, kubectl, pause) from Go modules
+	@$(CLUSTER) build
+cluster-up: ## start the single-node cluster: control plane, containerd, kubelet, kube-proxy, CoreDNS (root; pods on bridge ordexa0)
+	@$(CLUSTER) up
+cluster-down: ## stop the cluster and every pod (state is kept)
+	@$(CLUSTER) down
+cluster-reset: ## stop the cluster and wipe its state, images and bridge
+	@$(CLUSTER) reset
+cluster-status: ## say what of the cluster runs, and its node
+	@$(CLUSTER) status
+cluster-env: ## print export KUBECONFIG=... for the cluster: eval "$(make -s cluster-env)"
+	@$(CLUSTER) env
+cluster-e2e: ## on the cluster: chart, Secrets, one OrderingSystem, Ready, order in Chromium, scale, roll, delete
+	@bash infra/cluster-e2e.sh
+
 # Machines with Docker only (kind): https://kind.sigs.k8s.io
 KIND_CLUSTER ?= ordexa
 IMAGE_TAG ?= dev
 .PHONY: kind-up images kind-load deploy kind-e2e
 kind-up: ## create the kind cluster from kind-config.yaml
 	kind create cluster --config kind-config.yaml --name $(KIND_CLUSTER)
-images: ## build the operator and workload images (ordexa-operator:dev, ordexa:dev)
-	docker build -f operator/Dockerfile -t ordexa-operator:$(IMAGE_TAG) .
-	docker build -f workloads/Dockerfile -t ordexa:$(IMAGE_TAG) .
+images: ## build ordexa:dev and ordexa-operator:dev without Docker (infra/images.sh); archives in ~/.cache/ordexa/images
+	ORDEXA_IMAGE_TAG=$(IMAGE_TAG) bash infra/images.sh build
 kind-load: ## load the images into the kind cluster
 	kind load docker-image ordexa-operator:$(IMAGE_TAG) ordexa:$(IMAGE_TAG) --name $(KIND_CLUSTER)
 deploy: ## install or upgrade the operator with its Helm chart in namespace ordexa-system

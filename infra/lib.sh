@@ -22,6 +22,21 @@ ORDEXA_CASSANDRA_PORT=${ORDEXA_CASSANDRA_PORT:-19042}
 ORDEXA_CASSANDRA_STORAGE_PORT=${ORDEXA_CASSANDRA_STORAGE_PORT:-17000}
 ORDEXA_CASSANDRA_JMX_PORT=${ORDEXA_CASSANDRA_JMX_PORT:-17199}
 
+# The single-node cluster (infra/cluster.sh) puts its pods on a bridge whose host side has this
+# address. A server started while that address exists also listens on it, so pods can reach the
+# host's PostgreSQL, Kafka and Cassandra; without the cluster, everything stays on loopback.
+ORDEXA_CLUSTER_BRIDGE=${ORDEXA_CLUSTER_BRIDGE:-ordexa0}
+ORDEXA_CLUSTER_HOST_ADDR=${ORDEXA_CLUSTER_HOST_ADDR:-10.244.0.1}
+ORDEXA_CLUSTER_POD_CIDR=${ORDEXA_CLUSTER_POD_CIDR:-10.244.0.0/24}
+ORDEXA_KAFKA_POD_PORT=${ORDEXA_KAFKA_POD_PORT:-19094}
+
+# pod_host_addr: prints the cluster bridge's host address when it is configured, else nothing.
+pod_host_addr() {
+  if ip -4 -o addr show dev "$ORDEXA_CLUSTER_BRIDGE" 2>/dev/null | grep -q " $ORDEXA_CLUSTER_HOST_ADDR/"; then
+    echo "$ORDEXA_CLUSTER_HOST_ADDR"
+  fi
+}
+
 # Versions run locally; bumping one re-resolves into a new cache folder.
 KAFKA_VERSION=${KAFKA_VERSION:-4.1.1}
 CASSANDRA_VERSION=${CASSANDRA_VERSION:-5.0.9}

@@ -115,7 +115,16 @@ cmd_start() {
   init_cluster
   local start=$SECONDS
   # -W: don't let pg_ctl wait; wait_until below shows progress and the log on failure.
-  as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -o "-p $ORDEXA_PG_PORT" -W start >/dev/null ||
+  local listen=127.0.0.1 pod_addr
+  pod_addr=$(pod_host_addr)
+  if [[ -n $pod_addr ]]; then
+    # The cluster's pods connect from their own addresses, with the same password.
+    listen+=",$pod_addr"
+    grep -q "^host all all $ORDEXA_CLUSTER_POD_CIDR " "$PG_DATA/pg_hba.conf" ||
+      echo "host all all $ORDEXA_CLUSTER_POD_CIDR scram-sha-256" >>"$PG_DATA/pg_hba.conf"
+    info "also listening on $pod_addr:$ORDEXA_PG_PORT for the cluster's pods"
+  fi
+  as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -o "-p $ORDEXA_PG_PORT -c listen_addresses=$listen" -W start >/dev/null ||
     { show_log_tail "$PG_LOG"; die "pg_ctl start failed (log: $PG_LOG)"; }
   sleep 0.2
   wait_until "PostgreSQL on 127.0.0.1:$ORDEXA_PG_PORT" 60 "$PG_LOG" "$PG_PIDFILE" ready

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Product } from './api/types';
-import { cartCount, cartItems, cartReducer, cartTotals, checkoutIdempotencyKey, emptyCart, loadCart, MAX_QUANTITY, saveCart } from './cart';
+import { cartCount, cartItems, cartReducer, cartTotals, checkoutIdempotencyKey, emptyCart, loadCart, MAX_QUANTITY, newKey, saveCart } from './cart';
+import type { KeySource } from './cart';
 
 const tea: Product = { sku: 'TEA-1', name: 'Green tea', unit_price: 450, currency: 'EUR', active: true };
 const mug: Product = { sku: 'MUG-1', name: 'Mug', unit_price: 1200, currency: 'EUR', active: true };
@@ -67,5 +68,22 @@ describe('cart', () => {
     expect(loadCart('alice').lines).toEqual([]);
     localStorage.setItem('ordexa.cart.alice', JSON.stringify({ lines: [{ sku: 'X', quantity: -1 }], checkoutKey: 'k' }));
     expect(loadCart('alice')).toEqual({ lines: [], checkoutKey: 'k' });
+  });
+});
+
+describe('checkout keys', () => {
+  it('are version 4 UUIDs where crypto.randomUUID is missing (plain HTTP off localhost)', () => {
+    const insecure: KeySource = { getRandomValues: (array) => crypto.getRandomValues(array) };
+    const keys = new Set(Array.from({ length: 50 }, () => newKey(insecure)));
+    expect(keys.size).toBe(50);
+    for (const key of keys) expect(key).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+
+  it('come from crypto.randomUUID where it exists', () => {
+    const secure: KeySource = {
+      getRandomValues: (array) => crypto.getRandomValues(array),
+      randomUUID: () => '00000000-0000-4000-8000-000000000001',
+    };
+    expect(newKey(secure)).toBe('00000000-0000-4000-8000-000000000001');
   });
 });

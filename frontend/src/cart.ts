@@ -31,8 +31,24 @@ export type CartAction =
   | { type: 'remove'; sku: string }
   | { type: 'clear' };
 
-export function newKey(): string {
-  return crypto.randomUUID();
+/** The parts of `crypto` a key is made from. */
+export interface KeySource {
+  getRandomValues(array: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer>;
+  randomUUID?: () => string;
+}
+
+/**
+ * A random (version 4) UUID. `crypto.randomUUID` exists only in secure contexts (HTTPS or
+ * localhost); a frontend served over plain HTTP on any other host, such as a cluster's
+ * NodePort, has `crypto.getRandomValues` alone, which is just as random.
+ */
+export function newKey(random: KeySource = crypto): string {
+  if (typeof random.randomUUID === 'function') return random.randomUUID();
+  const bytes = random.getRandomValues(new Uint8Array(16));
+  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x40; // version 4
+  bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80; // RFC 4122 variant
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 export function emptyCart(): Cart {
