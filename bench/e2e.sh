@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make bench-e2e`: the projector draining 200,000 preloaded events next to its ceiling (the same
-# Cassandra writes from memory, no Kafka), then `ordexa api` + `ordexa relay` + `ordexa projector`
-# under open-loop creates at 25/50/75 % of the API's highest sustained rate: commit → visible in
-# Cassandra, a burst at 2× and the projector's catch-up, and each workload's resident memory.
+# Cassandra writes from memory, no Kafka), then `ordexa api` + `ordexa relay` + `ordexa projector`:
+# first a short ladder of open-loop create steps against the three of them finds the highest create
+# rate the whole pipeline sustains on this machine, then open-loop creates at 25/50/75 % of that
+# rate: commit → visible in Cassandra, a burst at 2× and the projector's catch-up, and each
+# workload's resident memory. The report states bench-api's rate (the API alone) next to it.
 # A fresh database, topics (`bench<stamp>.`) and keyspaces (`bench_e2e_<stamp>…`) of the run's
 # own, all removed at the end. Writes bench/results/e2e-<UTC date>-<short commit>.md and .svg.
 #
@@ -10,11 +12,20 @@
 #   BENCH_EVENTS           events preloaded for the drain (default 200000)
 #   BENCH_ORDERS           orders they belong to (default 20000: 10 events each)
 #   BENCH_ROUNDS           rounds of (projector drain, ceiling); medians are reported (default 3)
-#   BENCH_API_RATE         the API's highest sustained create rate (default: from the newest
-#                          bench/results/api-*.md)
-#   BENCH_LEVELS           live loads as fractions of it (default 0.25,0.5,0.75)
+#   BENCH_API_RATE_MODE    where the rate the live loads are fractions of comes from:
+#                          measured (default): the ladder above, in this run, with the pipeline running;
+#                          given: the API's rate alone, BENCH_API_RATE or the newest bench-api result
+#   BENCH_API_RATE         the API's highest sustained create rate alone; setting it forces given
+#                          (default: from the newest bench/results/api-*.md; with measured it is the
+#                          ladder's starting hint and the reference the report states)
+#   BENCH_LADDER_START     measured: the ladder's first rate per second (default 20 % of the bench-api
+#                          rate; needed when there is no bench/results/api-*.md)
+#   BENCH_LADDER_SECONDS   measured: seconds measured per ladder step, after 3 s of warm-up (default 15)
+#   BENCH_LADDER_MAX_STEPS measured: most ladder steps (default 8; none starts after 200 s of ladder)
+#                          (`ordexa-bench e2e --help` lists the ladder's other knobs, for BENCH_EXTRA)
+#   BENCH_LEVELS           live loads as fractions of that rate (default 0.25,0.5,0.75)
 #   BENCH_LEVEL_SECONDS    seconds measured per live load (default 30)
-#   BENCH_BURST_FACTOR     the burst's rate as a multiple of the API rate (default 2)
+#   BENCH_BURST_FACTOR     the burst's rate as a multiple of that rate (default 2)
 #   BENCH_BURST_SECONDS    seconds of burst (default 60)
 #   BENCH_LOG              RUST_LOG of the workloads (default info, as deployed)
 #   BENCH_QUIET_WAIT       seconds to wait, before each measurement, for a quiet machine (default 60)
@@ -33,6 +44,9 @@ LEVEL_SECONDS=${BENCH_LEVEL_SECONDS:-30}
 BURST_FACTOR=${BENCH_BURST_FACTOR:-2}
 BURST_SECONDS=${BENCH_BURST_SECONDS:-60}
 LOG=${BENCH_LOG:-info}
+RATE_MODE=${BENCH_API_RATE_MODE:-measured}
+LADDER_SECONDS=${BENCH_LADDER_SECONDS:-15}
+LADDER_MAX_STEPS=${BENCH_LADDER_MAX_STEPS:-8}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 read -r -a EXTRA <<<"${BENCH_EXTRA:-}"
 DB=ordexa_bench_e2e_${stamp,,}
@@ -42,18 +56,33 @@ KEYSPACE_PREFIX=bench_e2e_${stamp,,}
 log "work folder (raw JSON, workload logs): $WORK"
 log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# The API rate the live loads are fractions of: given, or the newest api result's highest sustained rate.
+# The rate the live loads are fractions of: measured in the run (a ladder with the whole pipeline,
+# from a fraction of the API-alone rate), or given (BENCH_API_RATE, or the newest api result's).
+[[ $RATE_MODE == measured || $RATE_MODE == given ]] ||
+  die "BENCH_API_RATE_MODE must be measured or given, not '$RATE_MODE'"
+rate_args=()
 if [[ -n ${BENCH_API_RATE:-} ]]; then
-  API_RATE=$BENCH_API_RATE
-  API_RATE_SOURCE="BENCH_API_RATE"
+  [[ $RATE_MODE == given ]] || log "BENCH_API_RATE is set: the live loads are fractions of it (given), no ladder"
+  RATE_MODE=given
+  rate_args+=(--api-rate "$BENCH_API_RATE" --api-rate-source "BENCH_API_RATE")
+  log "API rate: $BENCH_API_RATE/s (BENCH_API_RATE, given)"
 else
   api_result=$(ls -t bench/results/api-*.md 2>/dev/null | head -n1 || true)
-  [[ -n $api_result ]] || die "no bench/results/api-*.md to take the API's rate from; run make bench-api or set BENCH_API_RATE"
-  API_RATE=$(sed -n 's/^| API, `POST \/api\/v1\/orders` | \*\*\([0-9]*\)\/s\*\*.*/\1/p' "$api_result" | head -n1)
-  [[ -n $API_RATE ]] || die "cannot read the highest sustained rate from $api_result; set BENCH_API_RATE"
-  API_RATE_SOURCE="highest sustained rate in $api_result, not re-measured"
+  if [[ -n $api_result ]]; then
+    API_RATE=$(sed -n 's/^| API, `POST \/api\/v1\/orders` | \*\*\([0-9]*\)\/s\*\*.*/\1/p' "$api_result" | head -n1)
+    [[ -n $API_RATE ]] || die "cannot read the highest sustained rate from $api_result; set BENCH_API_RATE"
+    rate_args+=(--api-rate "$API_RATE" --api-rate-source "$api_result")
+    log "API alone: $API_RATE/s (highest sustained rate in $api_result, not re-measured)"
+  elif [[ $RATE_MODE == given || -z ${BENCH_LADDER_START:-} ]]; then
+    die "no bench/results/api-*.md to take the API's rate from; run make bench-api, or set BENCH_API_RATE (given) or BENCH_LADDER_START (measured)"
+  fi
 fi
-log "API rate: $API_RATE/s ($API_RATE_SOURCE)"
+rate_args+=(--api-rate-mode "$RATE_MODE")
+if [[ $RATE_MODE == measured ]]; then
+  rate_args+=(--ladder-seconds "$LADDER_SECONDS" --ladder-max-steps "$LADDER_MAX_STEPS")
+  [[ -n ${BENCH_LADDER_START:-} ]] && rate_args+=(--ladder-start-rate "$BENCH_LADDER_START")
+  log "the live loads' rate: measured in this run with the whole pipeline (a ladder of up to $LADDER_MAX_STEPS steps)"
+fi
 
 armed=
 cleanup() {
@@ -108,7 +137,7 @@ armed=1
   --database-url "$bench_url" --kafka-bootstrap "$ORDEXA_KAFKA_BOOTSTRAP" --cassandra-nodes "$ORDEXA_CASSANDRA_NODES" \
   --topic-prefix "$PREFIX" --keyspace-prefix "$KEYSPACE_PREFIX" --ordexa "$ORDEXA" \
   --events "$EVENTS" --orders "$ORDERS" --rounds "$ROUNDS" --log "$LOG" \
-  --api-rate "$API_RATE" --api-rate-source "$API_RATE_SOURCE" --levels "$LEVELS" --level-seconds "$LEVEL_SECONDS" \
+  "${rate_args[@]}" --levels "$LEVELS" --level-seconds "$LEVEL_SECONDS" \
   --burst-factor "$BURST_FACTOR" --burst-seconds "$BURST_SECONDS" --quiet-wait "$QUIET_WAIT" "${pids[@]}" \
   --work-dir "$WORK" --json "$WORK/e2e.json" "${EXTRA[@]}"
 log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

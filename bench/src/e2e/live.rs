@@ -1,6 +1,7 @@
 //! The live phase: `ordexa api`, `ordexa relay` and `ordexa projector` (release) as real
-//! processes, open-loop creates at fractions of the API's highest sustained rate, and how long a
-//! committed order takes to become visible in the read model; then a burst and the catch-up.
+//! processes; the highest create rate they sustain together (a short ladder, see `pipeline.rs`,
+//! unless the rate is given); open-loop creates at fractions of it, and how long a committed
+//! order takes to become visible in the read model; then a burst and the catch-up.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,17 +20,18 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::pipeline::{self, Ended, Next, PipelineLadder};
 use super::process::{self, Workload};
-use super::{E2eArgs, cluster, groups, nodes, quiet};
+use super::{ApiRateMode, E2eArgs, cluster, groups, nodes, quiet};
 use crate::ladder::{self, Latency};
 use crate::procfs::{self, CpuSnapshot, CpuUsage, Memory};
 use crate::relay::outbox::wall_micros;
 use crate::workload;
 
-/// One load level (or the burst).
+/// One load level (or the burst, or a step of the pipeline's ladder).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Level {
-    /// The rate as a fraction of the API's highest sustained rate.
+    /// The rate as a fraction of the rate the live loads are fractions of.
     pub fraction: f64,
     pub target_rate: f64,
     pub burst: bool,
@@ -75,7 +77,17 @@ impl Level {
 /// The whole live phase.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Live {
+    /// The rate the loads and the burst are fractions of: the highest rate the pipeline sustained
+    /// in `ladder` (measured), or the API's rate as given.
     pub api_rate: f64,
+    /// The API's highest sustained rate alone (bench-api), as given, and where it came from.
+    #[serde(default)]
+    pub api_alone_rate: Option<f64>,
+    #[serde(default)]
+    pub api_alone_source: String,
+    /// The ladder that measured `api_rate` with the whole pipeline running; `None` when given.
+    #[serde(default)]
+    pub ladder: Option<PipelineLadder>,
     pub levels: Vec<Level>,
     pub burst: Option<Level>,
     /// VmRSS/VmHWM of each workload at the end (VmHWM: the peak over the whole live phase).
@@ -160,7 +172,8 @@ pub async fn run(args: &E2eArgs) -> Result<Live> {
         w.wait_ready(Duration::from_secs(60)).await?;
     }
     let pids = [("api", api.pid()), ("relay", relay.pid()), ("projector", projector.pid())];
-    let mut live = Live { api_rate: args.api_rate, ..Live::default() };
+    let mut live =
+        Live { api_alone_rate: args.api_rate, api_alone_source: args.api_rate_source.clone(), ..Live::default() };
     for (name, pid) in pids {
         if let Some(m) = procfs::memory(pid) {
             live.memory_idle.insert(name.to_owned(), m);
@@ -184,22 +197,39 @@ pub async fn run(args: &E2eArgs) -> Result<Live> {
         bail!("the first order was not created and projected: {first:?}");
     }
 
-    for &fraction in &args.levels {
-        let rate = fraction * args.api_rate;
-        let mut level = ctx.quiet_level(fraction, rate, false, &mut projector).await?;
-        if level.disturbed() {
-            eprintln!(
-                "[e2e] {rate:.0}/s was disturbed by {:.2} cores of other work; repeating it once",
-                level.cpu.as_ref().map(CpuUsage::other_cores).unwrap_or_default()
-            );
-            level = ctx.quiet_level(fraction, rate, false, &mut projector).await?;
-            level.repeated = true;
+    live.api_rate = match args.api_rate_mode {
+        ApiRateMode::Given => args.api_rate.context("--api-rate-mode given needs --api-rate")?,
+        ApiRateMode::Measured => {
+            let ladder = ctx.pipeline_ladder(&mut projector).await?;
+            let sustained = ladder.sustained_rate();
+            live.ladder = Some(ladder);
+            match sustained {
+                Some(rate) => rate,
+                None => {
+                    eprintln!("[e2e] no step of the ladder held: no live loads and no burst to run");
+                    0.0
+                }
+            }
         }
-        live.levels.push(level);
+    };
+    if let Some(ladder) = live.ladder.as_mut()
+        && live.api_rate > 0.0
+    {
+        for step in &mut ladder.steps {
+            step.level.fraction = step.level.target_rate / live.api_rate;
+        }
     }
-    if args.burst_seconds > 0.0 {
-        let rate = args.burst_factor * args.api_rate;
-        live.burst = Some(ctx.quiet_level(args.burst_factor, rate, true, &mut projector).await?);
+
+    if live.api_rate > 0.0 {
+        for &fraction in &args.levels {
+            let window = (args.warmup, args.level_seconds);
+            live.levels.push(ctx.measured_level(fraction, fraction * live.api_rate, window, &mut projector).await?);
+        }
+        if args.burst_seconds > 0.0 {
+            let rate = args.burst_factor * live.api_rate;
+            let window = (0.0, args.burst_seconds);
+            live.burst = Some(ctx.quiet_level(args.burst_factor, rate, window, true, &mut projector).await?);
+        }
     }
 
     for (name, pid) in pids {
@@ -260,15 +290,101 @@ impl Ctx<'_> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&self.pool).await?)
     }
 
-    async fn quiet_level(&self, fraction: f64, rate: f64, burst: bool, projector: &mut Workload) -> Result<Level> {
+    /// Waits for a quiet machine, then [`Ctx::level`] with `(warm-up, measured)` seconds.
+    async fn quiet_level(
+        &self,
+        fraction: f64,
+        rate: f64,
+        (warmup, seconds): (f64, f64),
+        burst: bool,
+        projector: &mut Workload,
+    ) -> Result<Level> {
         let loadavg_before = super::loadavg();
         let busy = quiet(self.args, &format!("{rate:.0}/s")).await;
-        let (warmup, seconds) =
-            if burst { (0.0, self.args.burst_seconds) } else { (self.args.warmup, self.args.level_seconds) };
         let mut level = self.level(fraction, rate, warmup, seconds, burst, projector).await?;
         level.busy_before_pct = busy;
         level.loadavg_before = loadavg_before;
         Ok(level)
+    }
+
+    /// [`Ctx::quiet_level`], repeated once when other work on the machine disturbed it.
+    async fn measured_level(
+        &self,
+        fraction: f64,
+        rate: f64,
+        window: (f64, f64),
+        projector: &mut Workload,
+    ) -> Result<Level> {
+        let level = self.quiet_level(fraction, rate, window, false, projector).await?;
+        if !level.disturbed() {
+            return Ok(level);
+        }
+        eprintln!(
+            "[e2e] {rate:.0}/s was disturbed by {:.2} cores of other work; repeating it once",
+            level.cpu.as_ref().map(CpuUsage::other_cores).unwrap_or_default()
+        );
+        let mut level = self.quiet_level(fraction, rate, window, false, projector).await?;
+        level.repeated = true;
+        Ok(level)
+    }
+
+    /// The highest create rate api + relay + projector sustain together: open-loop steps chosen
+    /// by the plan (see `pipeline.rs`), each judged by the sustain rule on the creates and by the
+    /// projector's catch-up, until the plan ends, the step limit or the time budget.
+    async fn pipeline_ladder(&self, projector: &mut Workload) -> Result<PipelineLadder> {
+        let args = self.args;
+        let (start, start_from) = args.ladder_start()?;
+        let mut ladder = PipelineLadder {
+            rule: args.ladder_rule(),
+            max_caught_up_s: args.ladder_max_caught_up_s,
+            plan: pipeline::Plan {
+                start,
+                factor: args.ladder_factor,
+                refine: args.ladder_refine,
+                max_steps: args.ladder_max_steps,
+            },
+            start_from,
+            warmup_s: args.ladder_warmup,
+            seconds: args.ladder_seconds,
+            budget_s: args.ladder_budget_s,
+            steps: Vec::new(),
+            ended: Ended::default(),
+            took_s: 0.0,
+        };
+        eprintln!(
+            "[e2e] ladder with the whole pipeline from {:.0}/s ({}); a step holds when {}",
+            ladder.plan.start,
+            ladder.start_from,
+            pipeline::describe_rule(&ladder.rule, ladder.max_caught_up_s)
+        );
+        let started = Instant::now();
+        ladder.ended = loop {
+            let rate = match ladder.plan.next(&ladder.asked()) {
+                Next::Ask(rate) => rate,
+                Next::Done(ended) => break ended,
+            };
+            if started.elapsed().as_secs_f64() >= ladder.budget_s {
+                break Ended::Budget;
+            }
+            let level = self.measured_level(0.0, rate, (ladder.warmup_s, ladder.seconds), projector).await?;
+            let step = pipeline::judge(&ladder.rule, ladder.max_caught_up_s, level);
+            let why = ladder.why_not(&step);
+            let judged = ladder::Step { sustained: step.held, ..pipeline::as_step(&step.level) };
+            let why = if why.is_empty() { String::new() } else { format!(" ({})", why.join("; ")) };
+            eprintln!("{}  caught up {:.2} s{why}", ladder::step_line("e2e ladder", &judged), step.level.caught_up_s);
+            ladder.steps.push(step);
+        };
+        ladder.took_s = started.elapsed().as_secs_f64();
+        match ladder.sustained_rate() {
+            Some(rate) => eprintln!(
+                "[e2e] highest rate sustained with the whole pipeline: {rate:.0}/s ({} steps in {:.0} s; {})",
+                ladder.steps.len(),
+                ladder.took_s,
+                ladder.ended.describe()
+            ),
+            None => eprintln!("[e2e] the pipeline sustained none of the {} rates tried", ladder.steps.len()),
+        }
+        Ok(ladder)
     }
 
     /// Open-loop creates at `rate` for `warmup` + `seconds`, the sampled orders followed until

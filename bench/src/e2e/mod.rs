@@ -12,8 +12,11 @@
 //!      `ordexa_readmodel::ReadModel::apply` (the projector's statements) with the projector's
 //!      concurrency into another fresh keyspace: no Kafka, no decoding.
 //! 2. **Live**: `ordexa api`, `ordexa relay` and `ordexa projector` (release) on a fresh
-//!    database, topics and keyspace; open-loop `POST /api/v1/orders` at fractions of the API's
-//!    highest sustained rate; for a sample of the created orders, the time from the 201
+//!    database, topics and keyspace. First (`--api-rate-mode measured`, the default) a short
+//!    **ladder** of open-loop create steps against the three of them finds the highest create
+//!    rate the whole pipeline sustains on this machine (`pipeline.rs`); with `given`, the rate is
+//!    `--api-rate` (bench-api's figure for the API alone). Then open-loop `POST /api/v1/orders`
+//!    at fractions of that rate; for a sample of the created orders, the time from the 201
 //!    response (and from the order's `created_at`) until its row is in `orders_by_id`, polled
 //!    directly in Cassandra. Then a **burst** at a multiple of that rate and the time until the
 //!    projector has caught up (every committed order projected, no group lag). Resident memory
@@ -21,6 +24,7 @@
 
 pub mod cluster;
 pub mod live;
+pub mod pipeline;
 pub mod process;
 pub mod report;
 pub mod svg;
@@ -38,10 +42,20 @@ use ordexa_relay::RelayConfig;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::ladder::{self, QuietArgs};
+use crate::ladder::{self, QuietArgs, SustainRule};
 use crate::procfs::{self, CpuSnapshot, CpuUsage, Group, Memory};
 use crate::relay::{Throughput, kafka, median, outbox};
 use process::Workload;
+
+/// Where the rate the live loads are fractions of comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApiRateMode {
+    /// Measured in this run: the highest create rate api + relay + projector sustain together
+    /// (a ladder of create steps before the loads).
+    Measured,
+    /// `--api-rate` as given (bench-api's figure for the API alone); no ladder.
+    Given,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct E2eArgs {
@@ -82,14 +96,52 @@ pub struct E2eArgs {
     /// RUST_LOG of the workloads under test.
     #[arg(long, default_value = "info")]
     pub log: String,
-    /// The API's highest sustained create rate on this machine, per second; the live loads are
-    /// fractions of it.
+    /// Where the rate the live loads and the burst are fractions of comes from: `measured` (a
+    /// ladder with the whole pipeline running, in this run) or `given` (`--api-rate`).
+    #[arg(long, value_enum, default_value_t = ApiRateMode::Measured)]
+    pub api_rate_mode: ApiRateMode,
+    /// The API's highest sustained create rate alone (bench-api), per second. `given`: the live
+    /// loads are fractions of it. `measured`: the ladder starts from `--ladder-start-fraction` of
+    /// it, and the report states it for reference.
     #[arg(long)]
-    pub api_rate: f64,
-    /// Where `--api-rate` comes from (stated in the report).
+    pub api_rate: Option<f64>,
+    /// Where `--api-rate` comes from (stated in the report), e.g. the bench-api result file.
     #[arg(long, default_value = "given on the command line")]
     pub api_rate_source: String,
-    /// The live loads, as fractions of `--api-rate`.
+    /// `measured`: the ladder's first rate, per second (default: `--ladder-start-fraction` × `--api-rate`).
+    #[arg(long)]
+    pub ladder_start_rate: Option<f64>,
+    /// `measured`: the ladder's first rate as a fraction of `--api-rate`.
+    #[arg(long, default_value_t = 0.2)]
+    pub ladder_start_fraction: f64,
+    /// `measured`: each step up (while every step held) multiplies the rate by this, each step
+    /// down (while none has) divides it.
+    #[arg(long, default_value_t = 1.25)]
+    pub ladder_factor: f64,
+    /// `measured`: once a held and a failed step bracket the rate, this many steps halve the gap.
+    #[arg(long, default_value_t = 2)]
+    pub ladder_refine: u32,
+    /// `measured`: at most this many ladder steps.
+    #[arg(long, default_value_t = 8)]
+    pub ladder_max_steps: usize,
+    /// `measured`: no new ladder step starts after this many seconds of ladder.
+    #[arg(long, default_value_t = 200.0)]
+    pub ladder_budget_s: f64,
+    /// `measured`: seconds measured at each ladder step.
+    #[arg(long, default_value_t = 15.0)]
+    pub ladder_seconds: f64,
+    /// `measured`: seconds of load before each ladder step's measured window.
+    #[arg(long, default_value_t = 3.0)]
+    pub ladder_warmup: f64,
+    /// `measured`: the sustain rule's p99 bound on the creates (from their scheduled start), ms,
+    /// as bench-api's.
+    #[arg(long, default_value_t = 200.0)]
+    pub ladder_p99_bound_ms: f64,
+    /// `measured`: a step holds only if the projector had counted every committed order at most
+    /// this many seconds after the step's schedule ended.
+    #[arg(long, default_value_t = 2.0)]
+    pub ladder_max_caught_up_s: f64,
+    /// The live loads, as fractions of the measured (or given) rate.
     #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,0.75")]
     pub levels: Vec<f64>,
     /// Seconds measured at each live load.
@@ -98,7 +150,7 @@ pub struct E2eArgs {
     /// Seconds of load before each level's measured window.
     #[arg(long, default_value_t = 5.0)]
     pub warmup: f64,
-    /// The burst's rate, as a multiple of `--api-rate`.
+    /// The burst's rate, as a multiple of the measured (or given) rate.
     #[arg(long, default_value_t = 2.0)]
     pub burst_factor: f64,
     /// Seconds of burst.
@@ -212,6 +264,52 @@ pub struct E2eRun {
     pub live: Option<live::Live>,
 }
 
+impl E2eArgs {
+    /// Checks the options of the rate mode: `given` needs `--api-rate`; `measured` needs a rate to
+    /// start the ladder from and a ladder that can run.
+    pub fn check_rate_mode(&self) -> Result<()> {
+        match self.api_rate_mode {
+            ApiRateMode::Given if self.api_rate.is_none() => bail!("--api-rate-mode given needs --api-rate"),
+            ApiRateMode::Given => Ok(()),
+            ApiRateMode::Measured => {
+                self.ladder_start()?;
+                if self.ladder_factor <= 1.0 || self.ladder_max_steps == 0 || self.ladder_seconds <= 0.0 {
+                    bail!("--ladder-factor must be above 1, --ladder-max-steps and --ladder-seconds above 0");
+                }
+                if self.ladder_warmup < 0.0 || self.ladder_max_caught_up_s < 0.0 || self.ladder_p99_bound_ms <= 0.0 {
+                    bail!(
+                        "--ladder-warmup and --ladder-max-caught-up-s must be at least 0, --ladder-p99-bound-ms above 0"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The ladder's first rate and where it comes from.
+    pub fn ladder_start(&self) -> Result<(f64, String)> {
+        let (rate, from) = match (self.ladder_start_rate, self.api_rate) {
+            (Some(rate), _) => (rate, "--ladder-start-rate".to_owned()),
+            (None, Some(api)) => (
+                self.ladder_start_fraction * api,
+                format!("{:.0} % of the API-alone rate, {api:.0}/s", self.ladder_start_fraction * 100.0),
+            ),
+            (None, None) => {
+                bail!("--api-rate-mode measured needs --api-rate (bench-api's rate) or --ladder-start-rate")
+            }
+        };
+        if !(rate >= 1.0 && rate.is_finite()) {
+            bail!("the ladder's first rate ({rate}/s, {from}) must be at least 1/s");
+        }
+        Ok((rate, from))
+    }
+
+    /// The ladder's sustain rule on the creates: bench-api's, with `--ladder-p99-bound-ms`.
+    pub fn ladder_rule(&self) -> SustainRule {
+        SustainRule::new(self.ladder_p99_bound_ms)
+    }
+}
+
 impl E2eRun {
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(self)?).with_context(|| format!("writing {}", path.display()))
@@ -261,8 +359,11 @@ pub fn run(args: E2eArgs) -> Result<()> {
     if args.orders == 0 || args.events < args.orders || args.rounds == 0 || args.concurrency == 0 {
         bail!("--events must be at least --orders (above 0); --rounds and --concurrency above 0");
     }
-    if args.api_rate <= 0.0 || args.levels.iter().any(|l| *l <= 0.0) || args.sample_every == 0 {
+    if args.api_rate.is_some_and(|r| r <= 0.0) || args.levels.iter().any(|l| *l <= 0.0) || args.sample_every == 0 {
         bail!("--api-rate, --levels and --sample-every must be above 0");
+    }
+    if !args.skip_live {
+        args.check_rate_mode()?;
     }
     std::fs::create_dir_all(&args.work_dir)?;
     crate::load::runtime(2)?.block_on(run_async(args))
@@ -525,11 +626,43 @@ fn settings(args: &E2eArgs, out: &mut BTreeMap<String, String>) {
             args.poll_ms
         ),
     );
-    set("API rate the live loads are fractions of", format!("{:.0}/s ({})", args.api_rate, args.api_rate_source));
+    let api_alone = args.api_rate.map(|r| format!("{r:.0}/s ({})", args.api_rate_source));
+    match args.api_rate_mode {
+        ApiRateMode::Given => set(
+            "rate the live loads are fractions of",
+            format!("the API's, given, not measured in this run: {}", api_alone.unwrap_or_default()),
+        ),
+        ApiRateMode::Measured => {
+            set(
+                "rate the live loads are fractions of",
+                "measured in this run: the highest create rate api + relay + projector sustained together in a \
+                 ladder of steps before the loads (see Live)"
+                    .to_owned(),
+            );
+            set("API alone (bench-api), for reference", api_alone.unwrap_or_else(|| "not given".to_owned()));
+            let start = args.ladder_start().map(|(r, from)| format!("{r:.0}/s ({from})")).unwrap_or_default();
+            set(
+                "ladder with the pipeline",
+                format!(
+                    "from {start}, × {} per step up while every step held (÷ down while none had), then {} steps \
+                     halving the gap between the highest held and the lowest failed rate; at most {} steps, none \
+                     started after {} s; {} s measured after {} s of warm-up each, open loop as the loads; a step \
+                     holds when {}",
+                    args.ladder_factor,
+                    args.ladder_refine,
+                    args.ladder_max_steps,
+                    args.ladder_budget_s,
+                    args.ladder_seconds,
+                    args.ladder_warmup,
+                    pipeline::describe_rule(&args.ladder_rule(), args.ladder_max_caught_up_s)
+                ),
+            );
+        }
+    }
     set(
         "live loads",
         format!(
-            "{} of the API rate, {} s measured after {} s of warm-up each; burst {}× for {} s; open loop, fixed \
+            "{} of that rate, {} s measured after {} s of warm-up each; burst {}× for {} s; open loop, fixed \
              interval, at most {} requests in flight",
             args.levels.iter().map(|l| format!("{:.0} %", l * 100.0)).collect::<Vec<_>>().join(", "),
             args.level_seconds,
@@ -548,4 +681,82 @@ fn settings(args: &E2eArgs, out: &mut BTreeMap<String, String>) {
             args.sample_every, args.visible_poll_ms
         ),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: E2eArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<E2eArgs> {
+        let required = [
+            "e2e",
+            "--kafka-bootstrap=127.0.0.1:9092",
+            "--cassandra-nodes=127.0.0.1:9042",
+            "--database-url=postgres://localhost/x",
+            "--topic-prefix=bench20261126T000000Z.",
+            "--keyspace-prefix=bench_e2e_20261126t000000z",
+            "--ordexa=/nowhere/ordexa",
+            "--work-dir=/nowhere",
+            "--json=/nowhere/e2e.json",
+        ];
+        Ok(Cli::try_parse_from(required.iter().chain(extra))?.args)
+    }
+
+    #[test]
+    fn the_options_do_not_clash() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_rate_is_measured_by_default_starting_from_a_fraction_of_the_api_alone() -> Result<()> {
+        let args = parse(&["--api-rate=1300"])?;
+        assert_eq!(args.api_rate_mode, ApiRateMode::Measured);
+        args.check_rate_mode()?;
+        let (start, from) = args.ladder_start()?;
+        assert_eq!(start, 260.0);
+        assert_eq!(from, "20 % of the API-alone rate, 1300/s");
+        assert_eq!(args.ladder_rule().p99_bound_ms, 200.0);
+
+        // As bench/e2e.sh passes them.
+        let args = parse(&[
+            "--api-rate",
+            "1300",
+            "--api-rate-source",
+            "bench/results/api-2026-11-26-d48a5cb.md",
+            "--api-rate-mode",
+            "measured",
+            "--ladder-seconds",
+            "15",
+            "--ladder-max-steps",
+            "8",
+            "--ladder-start-rate",
+            "150",
+        ])?;
+        assert_eq!(args.ladder_start()?, (150.0, "--ladder-start-rate".to_owned()));
+        assert_eq!((args.ladder_seconds, args.ladder_max_steps), (15.0, 8));
+        let args = parse(&["--ladder-start-rate=150"])?;
+        args.check_rate_mode()?;
+        Ok(())
+    }
+
+    #[test]
+    fn each_mode_needs_its_rate() -> Result<()> {
+        assert!(parse(&[])?.check_rate_mode().is_err());
+        assert!(parse(&["--api-rate-mode=given"])?.check_rate_mode().is_err());
+        let given = parse(&["--api-rate-mode=given", "--api-rate=1300"])?;
+        given.check_rate_mode()?;
+        assert_eq!(given.api_rate_mode, ApiRateMode::Given);
+        assert!(parse(&["--api-rate-mode=guessed", "--api-rate=1300"]).is_err());
+        assert!(parse(&["--api-rate=1300", "--ladder-factor=1"])?.check_rate_mode().is_err());
+        assert!(parse(&["--api-rate=2", "--ladder-start-fraction=0.2"])?.check_rate_mode().is_err());
+        Ok(())
+    }
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::live::Level;
+use super::live::{Level, Live};
+use super::pipeline::{self, Ended, PipelineLadder};
 use super::{E2eRun, ProjectorDrain};
 use crate::ladder::Latency;
 use crate::procfs::CpuUsage;
@@ -156,6 +157,9 @@ pub fn render(run: &E2eRun, args: &E2eReportArgs, svg_name: &str) -> Result<Stri
         )?;
     }
     writeln!(out)?;
+    if let Some(live) = &run.live {
+        writeln!(out, "{}\n", base_line(live))?;
+    }
     load_section(&mut out, run)?;
 
     // --- drain -------------------------------------------------------------------------------
@@ -203,9 +207,55 @@ pub fn render(run: &E2eRun, args: &E2eReportArgs, svg_name: &str) -> Result<Stri
          in PostgreSQL (`SELECT count(*) FROM orders`), and until its group's committed offsets matched the topic's \
          high watermarks (lag 0).\n\
          - A measurement with more than 0.5 cores of other work was repeated once, marked \"(repeated)\". Other \
-         engineers build on this machine; `loadavg` before each phase is recorded.\n"
+         engineers build on this machine; `loadavg` before each phase is recorded."
     )?;
+    if run.live.as_ref().is_some_and(|l| l.ladder.is_some()) {
+        writeln!(
+            out,
+            "- **The live loads' base** is measured in the same run, with api, relay and projector running against \
+             the same servers as the loads that follow: the highest step of a short ladder of open-loop creates that \
+             held. bench-api gives the API the machine to itself (with PostgreSQL only); here relay, Kafka, \
+             projector and Cassandra take their share of the same cores, so the two rates answer different \
+             questions, and both are stated. A step holds when its creates pass bench-api's sustain rule *and* the \
+             projector kept up (it had counted every committed order shortly after the step, and every sampled order \
+             became visible), so a rate the API takes but the read side falls behind on does not count."
+        )?;
+    }
+    writeln!(out)?;
     Ok(out)
+}
+
+/// What the live loads are fractions of, and the API-alone rate next to it.
+fn base_line(live: &Live) -> String {
+    let alone = match live.api_alone_rate {
+        Some(rate) => format!("API alone (bench-api, {}): {rate:.0}/s", live.api_alone_source),
+        None => "API alone (bench-api): not given".to_owned(),
+    };
+    let Some(ladder) = &live.ladder else {
+        let source = if live.api_alone_source.is_empty() { "given" } else { live.api_alone_source.as_str() };
+        return format!(
+            "The live loads are fractions of the API's highest sustained create rate, **{:.0}/s** ({source}), not \
+             measured in this run.",
+            live.api_rate
+        );
+    };
+    match ladder.sustained_rate() {
+        Some(rate) => {
+            let share = live.api_alone_rate.map(|a| format!(": the pipeline sustains {:.0} % of it", 100.0 * rate / a));
+            let bound = if ladder.ended == Ended::NoStepFailed { "; a lower bound, no step failed" } else { "" };
+            format!(
+                "The live loads are fractions of the **highest sustained create rate with the pipeline, measured in \
+                 this run: {rate:.0}/s** (a ladder of {} steps, under Live{bound}). For reference, {alone}{}.",
+                ladder.steps.len(),
+                share.unwrap_or_default()
+            )
+        }
+        None => format!(
+            "**No live loads were run**: the pipeline sustained none of the {} rates its ladder tried (under Live). \
+             For reference, {alone}.",
+            ladder.steps.len()
+        ),
+    }
 }
 
 fn load_section(out: &mut String, run: &E2eRun) -> Result<()> {
@@ -224,10 +274,11 @@ fn load_section(out: &mut String, run: &E2eRun) -> Result<()> {
         }
     }
     if let Some(live) = &run.live {
-        for l in live.levels.iter().chain(live.burst.iter()) {
+        let ladder = live.ladder.iter().flat_map(|l| l.steps.iter()).map(|s| ("ladder ", &s.level));
+        for (what, l) in ladder.chain(live.levels.iter().chain(live.burst.iter()).map(|l| ("", l))) {
             if l.disturbed() {
                 let o = l.cpu.as_ref().map(CpuUsage::other_cores).unwrap_or_default();
-                disturbed.push(format!("{:.0}/s ({o:.2} cores)", l.target_rate));
+                disturbed.push(format!("{what}{:.0}/s ({o:.2} cores)", l.target_rate));
             }
         }
     }
@@ -317,14 +368,78 @@ fn median_drain(drains: &[ProjectorDrain]) -> Option<&ProjectorDrain> {
     sorted.get(sorted.len().saturating_sub(1) / 2).copied()
 }
 
-fn live_section(out: &mut String, live: &super::live::Live) -> Result<()> {
-    writeln!(out, "## Live: api + relay + projector under open-loop creates\n")?;
+fn ladder_section(out: &mut String, ladder: &PipelineLadder) -> Result<()> {
+    writeln!(out, "### Highest sustained rate with the pipeline\n")?;
+    match ladder.sustained_rate() {
+        Some(rate) => writeln!(
+            out,
+            "Highest sustained rate with the pipeline, measured in this run: **{rate:.0}/s** ({} steps in {:.0} s; {}).\n",
+            ladder.steps.len(),
+            ladder.took_s,
+            ladder.ended.describe()
+        )?,
+        None => writeln!(
+            out,
+            "**No step held** ({} steps in {:.0} s; {}), so the loads and the burst were not run.\n",
+            ladder.steps.len(),
+            ladder.took_s,
+            ladder.ended.describe()
+        )?,
+    }
     writeln!(
         out,
-        "Rates are fractions of the API's highest sustained create rate, **{:.0}/s**. Latencies in ms as p50 / p90 / \
-         p99 / max.\n",
-        live.api_rate
+        "From {:.0}/s ({}), × {} up while every step held (÷ down while none had), then up to {} steps halving the \
+         gap, at most {} steps; {} s measured after {} s of warm-up each, open loop against the same api, relay and \
+         projector as the loads below. A step holds when {}.\n",
+        ladder.plan.start,
+        ladder.start_from,
+        ladder.plan.factor,
+        ladder.plan.refine,
+        ladder.plan.max_steps,
+        ladder.seconds,
+        ladder.warmup_s,
+        pipeline::describe_rule(&ladder.rule, ladder.max_caught_up_s)
     )?;
+    writeln!(
+        out,
+        "| step | asked /s | achieved /s | errors | create p50 / p99 ms | visible after the 201 p50 / p99 ms | caught up \
+         s | CPU busy | held? |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|---|---|---:|---:|---|")?;
+    let sustained = ladder.sustained_rate();
+    for (i, step) in ladder.steps.iter().enumerate() {
+        let l = &step.level;
+        let held = if !step.held {
+            format!("no: {}", ladder.why_not(step).join("; "))
+        } else if sustained == Some(l.target_rate) {
+            "**yes** (the highest that held)".to_owned()
+        } else {
+            "yes".to_owned()
+        };
+        writeln!(
+            out,
+            "| {}{} | {:.0} | {:.1} | {} | {} | {} | {:.2} | {} | {held} |",
+            i + 1,
+            if l.repeated { " (repeated)" } else { "" },
+            l.target_rate,
+            l.achieved_rate,
+            l.errors,
+            p50_p99(&l.api_latency),
+            p50_p99(&l.visible_after_response),
+            l.caught_up_s,
+            l.cpu.as_ref().map(|c| format!("{:.0} %", c.machine_busy_pct)).unwrap_or_else(|| "–".into()),
+        )?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+fn p50_p99(l: &Option<Latency>) -> String {
+    l.as_ref().map(|l| format!("{:.1} / {:.1}", l.p50_ms, l.p99_ms)).unwrap_or_else(|| "–".to_owned())
+}
+
+/// One row per load and the burst.
+fn loads_table(out: &mut String, live: &Live) -> Result<()> {
     writeln!(
         out,
         "| load | asked /s | achieved /s | errors | create latency | visible after the 201 | visible after created_at | \
@@ -376,7 +491,22 @@ fn live_section(out: &mut String, live: &super::live::Live) -> Result<()> {
             l.loadavg_before
         )?;
     }
-    writeln!(out)?;
+    Ok(())
+}
+
+fn live_section(out: &mut String, live: &Live) -> Result<()> {
+    writeln!(out, "## Live: api + relay + projector under open-loop creates\n")?;
+    writeln!(out, "{} Latencies in ms as p50 / p90 / p99 / max.\n", base_line(live))?;
+    if let Some(ladder) = &live.ladder {
+        ladder_section(out, ladder)?;
+        writeln!(out, "### Loads\n")?;
+    }
+    if live.levels.is_empty() && live.burst.is_none() {
+        writeln!(out, "No loads were run.\n")?;
+    } else {
+        loads_table(out, live)?;
+        writeln!(out)?;
+    }
     writeln!(out, "### Resident memory\n")?;
     writeln!(out, "| workload | idle VmRSS MiB | peak VmRSS sampled per load (MiB) | VmHWM at the end MiB |")?;
     writeln!(out, "|---|---:|---|---:|")?;
@@ -425,4 +555,106 @@ pub fn run(args: E2eReportArgs) -> Result<()> {
     std::fs::write(&svg_path, svg).with_context(|| format!("writing {}", svg_path.display()))?;
     let text = render(&run, &args, &svg_name)?;
     args.facts.write(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::e2e::pipeline::Plan;
+    use crate::ladder::SustainRule;
+    use crate::report::RunFacts;
+
+    fn args() -> E2eReportArgs {
+        E2eReportArgs {
+            json: PathBuf::from("e2e.json"),
+            goal_ratio: 0.8,
+            goal_burst_s: 60.0,
+            facts: RunFacts {
+                out: PathBuf::from("e2e.md"),
+                commit: "0123456789abcdef".to_owned(),
+                dirty: false,
+                pg_version: "PostgreSQL 15".to_owned(),
+                date: Some("2026-11-27 10:00 UTC".to_owned()),
+                settings: Vec::new(),
+            },
+        }
+    }
+
+    fn level(fraction: f64, rate: f64, achieved: f64, p99: f64, caught_up_s: f64) -> Level {
+        let lat = Latency { count: 100, p50_ms: 10.0, p90_ms: 20.0, p99_ms: p99, max_ms: p99, mean_ms: 12.0 };
+        Level {
+            fraction,
+            target_rate: rate,
+            achieved_rate: achieved,
+            seconds: 15.0,
+            scheduled: (rate * 15.0) as u64,
+            api_latency: Some(lat.clone()),
+            visible_after_response: Some(lat),
+            caught_up_s,
+            ..Level::default()
+        }
+    }
+
+    fn ladder(levels: Vec<Level>) -> PipelineLadder {
+        let rule = SustainRule::new(200.0);
+        PipelineLadder {
+            rule,
+            max_caught_up_s: 2.0,
+            plan: Plan { start: 260.0, factor: 1.25, refine: 2, max_steps: 8 },
+            start_from: "20 % of the API-alone rate, 1300/s".to_owned(),
+            warmup_s: 3.0,
+            seconds: 15.0,
+            budget_s: 200.0,
+            steps: levels.into_iter().map(|l| pipeline::judge(&rule, 2.0, l)).collect(),
+            ended: Ended::Bracketed,
+            took_s: 95.0,
+        }
+    }
+
+    #[test]
+    fn a_measured_base_is_stated_with_its_ladder_and_the_api_alone_next_to_it() -> Result<()> {
+        let steps = vec![
+            level(0.0, 260.0, 260.0, 90.0, 0.2),
+            level(0.0, 325.0, 325.0, 150.0, 0.3),
+            level(0.0, 405.0, 370.0, 900.0, 3.5),
+            level(0.0, 365.0, 364.0, 180.0, 0.5),
+        ];
+        let live = Live {
+            api_rate: 365.0,
+            api_alone_rate: Some(1300.0),
+            api_alone_source: "bench/results/api-2026-11-26-d48a5cb.md".to_owned(),
+            ladder: Some(ladder(steps)),
+            levels: vec![level(0.5, 182.5, 182.5, 40.0, 0.1)],
+            ..Live::default()
+        };
+        let text = render(&E2eRun { live: Some(live), ..E2eRun::default() }, &args(), "e2e.svg")?;
+        assert!(
+            text.contains("highest sustained create rate with the pipeline, measured in this run: 365/s**"),
+            "{text}"
+        );
+        assert!(text.contains("API alone (bench-api, bench/results/api-2026-11-26-d48a5cb.md): 1300/s"), "{text}");
+        assert!(text.contains("| 4 | 365 | 364.0 | 0 | 10.0 / 180.0 | 10.0 / 180.0 | 0.50 | – | **yes** (the highest"));
+        assert!(text.contains("| 3 | 405 | 370.0 | 0 | 10.0 / 900.0 | 10.0 / 900.0 | 3.50 | – | no: achieved 91 %"));
+        assert!(text.contains("commit → visible p99 < 100 ms at 50 % (182/s)"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_given_base_and_a_ladder_that_never_held_are_said_so() -> Result<()> {
+        let given = Live { api_rate: 1300.0, api_alone_rate: Some(1300.0), ..Live::default() };
+        let text = render(&E2eRun { live: Some(given), ..E2eRun::default() }, &args(), "e2e.svg")?;
+        assert!(text.contains("highest sustained create rate, **1300/s** (given), not measured in this run"), "{text}");
+        assert!(!text.contains("### Highest sustained rate with the pipeline"));
+
+        let failed = Live {
+            api_alone_rate: Some(1300.0),
+            api_alone_source: "x.md".to_owned(),
+            ladder: Some(ladder(vec![level(0.0, 260.0, 200.0, 900.0, 0.2)])),
+            ..Live::default()
+        };
+        let text = render(&E2eRun { live: Some(failed), ..E2eRun::default() }, &args(), "e2e.svg")?;
+        assert!(text.contains("**No live loads were run**"), "{text}");
+        assert!(text.contains("No loads were run."), "{text}");
+        Ok(())
+    }
 }

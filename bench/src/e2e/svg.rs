@@ -4,10 +4,11 @@
 use std::fmt::Write as _;
 
 use super::E2eRun;
+use super::live::Live;
 use crate::relay::median;
 
 const W: f64 = 1000.0;
-const H: f64 = 460.0;
+const H: f64 = 480.0;
 const TOP: f64 = 70.0;
 const BOTTOM: f64 = 380.0;
 const PROJECTOR: &str = "#2f6db5";
@@ -175,19 +176,32 @@ fn latency_panel(out: &mut String, run: &E2eRun, left: f64, right: f64) {
     text(out, left + 78.0, legend_y, 12, "start", "p50");
     rect(out, left + 130.0, legend_y - 10.0, 12.0, 12.0, P99);
     text(out, left + 148.0, legend_y, 12, "start", "p99 (201 response → row in orders_by_id)");
-    text(
-        out,
-        (left + right) / 2.0,
-        legend_y + 20.0,
-        11,
-        "middle",
-        &format!("load as a fraction of the API's highest sustained rate, {:.0}/s", live.api_rate),
-    );
+    for (i, caption) in base_caption(live).iter().enumerate() {
+        text(out, (left + right) / 2.0, legend_y + 20.0 + 14.0 * i as f64, 11, "middle", caption);
+    }
+}
+
+/// What the loads are fractions of (two lines): the rate measured with the pipeline, and the
+/// API alone for reference; or the given rate.
+fn base_caption(live: &Live) -> [String; 2] {
+    let alone = live.api_alone_rate.map(|r| format!("{r:.0}/s")).unwrap_or_else(|| "not given".to_owned());
+    match &live.ladder {
+        Some(_) => [
+            format!("load as a fraction of the highest rate sustained with the pipeline, {:.0}/s", live.api_rate),
+            format!("(measured in this run; API alone, bench-api: {alone})"),
+        ],
+        None => [
+            format!("load as a fraction of the API's highest sustained rate, {:.0}/s", live.api_rate),
+            "(given, not measured in this run)".to_owned(),
+        ],
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::e2e::pipeline::{Ended, PipelineLadder, Plan};
+    use crate::ladder::SustainRule;
 
     #[test]
     fn nice_bounds_round_up() {
@@ -195,6 +209,30 @@ mod tests {
         assert_eq!(nice_max(1900.0), 2000.0);
         assert_eq!(nice_max(2100.0), 2500.0);
         assert_eq!(nice_max(0.0), 1.0);
+    }
+
+    #[test]
+    fn the_caption_states_the_measured_base_and_the_api_alone() {
+        let given = Live { api_rate: 1300.0, api_alone_rate: Some(1300.0), ..Live::default() };
+        assert_eq!(base_caption(&given)[0], "load as a fraction of the API's highest sustained rate, 1300/s");
+        let ladder = PipelineLadder {
+            rule: SustainRule::new(200.0),
+            max_caught_up_s: 2.0,
+            plan: Plan { start: 260.0, factor: 1.25, refine: 2, max_steps: 8 },
+            start_from: String::new(),
+            warmup_s: 3.0,
+            seconds: 15.0,
+            budget_s: 200.0,
+            steps: Vec::new(),
+            ended: Ended::Bracketed,
+            took_s: 0.0,
+        };
+        let measured = Live { api_rate: 430.0, ladder: Some(ladder), ..given };
+        let caption = base_caption(&measured);
+        assert!(caption[0].ends_with("sustained with the pipeline, 430/s"), "{caption:?}");
+        assert!(caption[1].contains("API alone, bench-api: 1300/s"), "{caption:?}");
+        let svg = chart(&E2eRun { live: Some(measured), ..E2eRun::default() }, "t");
+        assert!(svg.contains("430/s") && svg.contains("1300/s"));
     }
 
     #[test]
