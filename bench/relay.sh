@@ -13,6 +13,11 @@
 #   BENCH_STEADY_SECONDS   seconds of steady load (default 30)
 #   BENCH_STEADY_FRACTION  the steady rate as a fraction of the drain rate (default 0.5)
 #   BENCH_WRITERS          the steady writer's connections (default 32)
+#   BENCH_EVENTS_PER_COMMIT  events in each steady-load transaction, each of a different order (default auto:
+#                          the smallest number that keeps the writer's commits/s within half of what it can
+#                          commit, the closed-loop writer ceiling with the NOTIFY trigger measured just before
+#                          the steady load; or a number, 1 being one event per transaction as the store commits)
+#   BENCH_WRITER_COMMIT_RATE  commits/s the writer can make, for auto in place of that measured ceiling (default unset)
 #   BENCH_ROUNDS           rounds of (drain, producer ceiling, SQL ceiling); medians are reported (default 3)
 #   BENCH_RELAY_LOG        RUST_LOG of the relay under test (default info, as deployed)
 #   BENCH_QUIET_WAIT       seconds to wait, before each phase, for the machine to be quiet (default 60)
@@ -29,6 +34,8 @@ PARTITIONS=${BENCH_PARTITIONS:-6}
 STEADY_SECONDS=${BENCH_STEADY_SECONDS:-30}
 STEADY_FRACTION=${BENCH_STEADY_FRACTION:-0.5}
 WRITERS=${BENCH_WRITERS:-32}
+EVENTS_PER_COMMIT=${BENCH_EVENTS_PER_COMMIT:-auto}
+WRITER_COMMIT_RATE=${BENCH_WRITER_COMMIT_RATE:-}
 ROUNDS=${BENCH_ROUNDS:-3}
 RELAY_LOG=${BENCH_RELAY_LOG:-info}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
@@ -73,6 +80,8 @@ pids=()
 [[ -n $pg_pid ]] && pids+=(--pg-pid "$pg_pid")
 kafka_pid=$(cat "$STATE_DIR/kafka/kafka.pid" 2>/dev/null || true)
 [[ -n $kafka_pid ]] && pids+=(--kafka-pid "$kafka_pid")
+writer=(--writer-events-per-commit "$EVENTS_PER_COMMIT")
+[[ -n $WRITER_COMMIT_RATE ]] && writer+=(--writer-commit-rate "$WRITER_COMMIT_RATE")
 kafka_version=$(cat "$STATE_DIR/kafka/kafka.version" 2>/dev/null || echo unknown)
 settings+=(--setting "Kafka=$kafka_version, one KRaft broker+controller on loopback, heap ${ORDEXA_KAFKA_HEAP:-512m}")
 settings+=(--setting "database, topic prefix=$DB, $PREFIX (both removed afterwards)")
@@ -82,7 +91,8 @@ prefix_armed=1
 "$BENCH" relay \
   --database-url "$bench_url" --kafka-bootstrap "$ORDEXA_KAFKA_BOOTSTRAP" --topic-prefix "$PREFIX" \
   --ordexa "$ORDEXA" --events "$EVENTS" --orders "$ORDERS" --batch-size "$BATCH" --partitions "$PARTITIONS" \
-  --steady-seconds "$STEADY_SECONDS" --steady-fraction "$STEADY_FRACTION" --writers "$WRITERS" --rounds "$ROUNDS" \
+  --steady-seconds "$STEADY_SECONDS" --steady-fraction "$STEADY_FRACTION" --writers "$WRITERS" "${writer[@]}" \
+  --rounds "$ROUNDS" \
   --relay-log "$RELAY_LOG" --quiet-wait "$QUIET_WAIT" "${pids[@]}" \
   --work-dir "$WORK" --json "$WORK/relay.json"
 

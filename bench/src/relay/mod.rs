@@ -9,12 +9,15 @@
 //!      row, and per CPU-second of the relay process; the relay is stopped after;
 //!    - **the two ceilings**: the relay's producer sending the same messages from memory, and
 //!      the relay's claim-and-remove SQL on a fresh identical backlog without Kafka.
-//! 2. **Steady load**: a new relay, and a writer committing one event per transaction at a
-//!    fraction (default ½) of the median drain rate, on an open-loop schedule; every event's
-//!    Kafka CreateTime minus its commit time (the writer's wall clock right after COMMIT
-//!    returned).
-//! 3. **The write side's commit ceiling**: the same transactions closed loop, with the outbox's
+//! 2. **The write side's commit ceiling**: one-event transactions closed loop, with the outbox's
 //!    NOTIFY trigger and without it.
+//! 3. **Steady load**: a new relay, and a writer committing events at a fraction (default ½) of
+//!    the median drain rate, on an open-loop schedule, N events per transaction, each of a
+//!    different order (`--writer-events-per-commit`: by default the smallest N that keeps the
+//!    writer's commits per second within a fraction of the commit ceiling just measured, since a
+//!    PostgreSQL that flushes WAL at every commit commits far fewer transactions per second than
+//!    the relay moves events); every event's Kafka CreateTime minus its transaction's commit
+//!    time (the writer's wall clock right after COMMIT returned).
 
 pub mod kafka;
 pub mod outbox;
@@ -22,7 +25,9 @@ pub mod process;
 pub mod report;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,14 +79,31 @@ pub struct RelayArgs {
     /// Connections of the steady-load writer.
     #[arg(long, default_value_t = 32)]
     writers: u32,
-    /// How the writer makes its one-event transactions.
+    /// How the writer makes its transactions.
     #[arg(long, value_enum, default_value_t = outbox::WriterTransaction::Explicit)]
     writer_transaction: outbox::WriterTransaction,
+    /// Events each steady-load transaction commits, each of a different order: a number (1: one
+    /// event per transaction, as the store's commands), or `auto`: the smallest number that keeps
+    /// the writer's commits per second within --writer-commit-fraction of what it can commit
+    /// (--writer-commit-rate if given, else the writer ceiling with the NOTIFY trigger, measured
+    /// just before the steady load).
+    #[arg(long, default_value_t = EventsPerCommit::Auto)]
+    writer_events_per_commit: EventsPerCommit,
+    /// Commits per second the writer can make (one-event transactions, closed loop, NOTIFY trigger
+    /// on), for `--writer-events-per-commit auto` in place of the writer ceiling of this run.
+    #[arg(long)]
+    writer_commit_rate: Option<f64>,
+    /// With `--writer-events-per-commit auto`: the most commits per second the steady writer is
+    /// asked for, as a fraction of the commit rate it can make closed loop (the relay, which is
+    /// stopped while that is measured, needs the machine too).
+    #[arg(long, default_value_t = 0.5)]
+    writer_commit_fraction: f64,
     /// Most writer transactions waiting or running at once; one due beyond it is not attempted.
     #[arg(long, default_value_t = 256)]
     writer_max_in_flight: usize,
     /// Seconds of each closed-loop writer run (the write side's commit ceiling, with the
-    /// outbox's NOTIFY trigger and without it); 0 skips them.
+    /// outbox's NOTIFY trigger and without it, before the steady load); 0 skips them
+    /// (`--writer-events-per-commit auto` then needs --writer-commit-rate).
     #[arg(long, default_value_t = 5.0)]
     writer_ceiling_seconds: f64,
     /// RUST_LOG of the relay under test.
@@ -112,6 +134,84 @@ pub struct RelayArgs {
     json: PathBuf,
     #[command(flatten)]
     quiet: QuietArgs,
+}
+
+/// How many events the steady writer commits per transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsPerCommit {
+    /// The smallest number that keeps the writer's commits per second within what it can commit.
+    Auto,
+    /// This many (1 to [`outbox::MAX_EVENTS_PER_COMMIT`]).
+    Fixed(usize),
+}
+
+impl FromStr for EventsPerCommit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(EventsPerCommit::Auto);
+        }
+        let max = outbox::MAX_EVENTS_PER_COMMIT;
+        match s.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(EventsPerCommit::Fixed(n)),
+            _ => Err(format!("expected `auto` or a whole number from 1 to {max}, not `{s}`")),
+        }
+    }
+}
+
+impl fmt::Display for EventsPerCommit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventsPerCommit::Auto => f.write_str("auto"),
+            EventsPerCommit::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// The smallest number of events per transaction that brings `event_rate` events per second
+/// within `fraction` of `commit_rate` commits per second: ⌈event_rate / (fraction × commit_rate)⌉,
+/// at least 1 and at most [`outbox::MAX_EVENTS_PER_COMMIT`].
+pub(crate) fn auto_events_per_commit(event_rate: f64, commit_rate: f64, fraction: f64) -> Result<usize> {
+    let budget = commit_rate * fraction;
+    if !(event_rate.is_finite() && event_rate > 0.0 && budget.is_finite() && budget > 0.0) {
+        bail!("choosing events per commit needs rates above 0, not {event_rate} events/s within {budget} commits/s");
+    }
+    // Rounding of the quotient must not make an exact fit (2400 events/s, 1200 commits/s: 2) one more.
+    let n = (event_rate / budget * (1.0 - 1e-12)).ceil().max(1.0);
+    Ok((n as usize).min(outbox::MAX_EVENTS_PER_COMMIT))
+}
+
+/// Events per transaction of the steady writer, and how they were chosen (for the report).
+/// `measured` is the commit ceiling with the NOTIFY trigger measured in this run, if it was.
+pub(crate) fn choose_events_per_commit(
+    choice: EventsPerCommit,
+    event_rate: f64,
+    given_commit_rate: Option<f64>,
+    measured: Option<f64>,
+    fraction: f64,
+) -> Result<(usize, String)> {
+    if let EventsPerCommit::Fixed(n) = choice {
+        return Ok((n, format!("given, --writer-events-per-commit {n}")));
+    }
+    let (commit_rate, source) = match (given_commit_rate, measured) {
+        (Some(given), _) => (given, "given with --writer-commit-rate"),
+        (None, Some(measured)) => {
+            (measured, "the commit ceiling below with the NOTIFY trigger, measured just before this load")
+        }
+        (None, None) => bail!("--writer-events-per-commit auto needs the writer ceiling or --writer-commit-rate"),
+    };
+    let n = auto_events_per_commit(event_rate, commit_rate, fraction)?;
+    let mut basis = format!(
+        "auto: the smallest N with {event_rate:.0}/N ≤ {:.0} commits/s, {:.0} % of the {commit_rate:.0} commits/s \
+         the writer can make ({source})",
+        fraction * commit_rate,
+        fraction * 100.0
+    );
+    if n == outbox::MAX_EVENTS_PER_COMMIT && event_rate / n as f64 > fraction * commit_rate {
+        basis.push_str(&format!("; capped at {n}"));
+    }
+    Ok((n, basis))
 }
 
 /// Removes the run's topics: `relay-cleanup`.
@@ -209,6 +309,9 @@ pub struct Steady {
     pub relay_exit: String,
     /// Batches the relay published during the schedule and catch-up.
     pub relay_batches: u64,
+    /// How the writer's events per transaction were chosen.
+    #[serde(default)]
+    pub events_per_commit_basis: String,
     /// What the database's active sessions waited on, sampled through the schedule.
     pub wait_samples: u64,
     pub wait_events: BTreeMap<String, u64>,
@@ -306,6 +409,20 @@ pub fn run(args: RelayArgs) -> Result<()> {
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
+    if args.writer_commit_rate.is_some_and(|r| !(r.is_finite() && r > 0.0))
+        || !(args.writer_commit_fraction > 0.0 && args.writer_commit_fraction <= 1.0)
+    {
+        bail!("--writer-commit-rate must be above 0, --writer-commit-fraction above 0 and at most 1");
+    }
+    if args.writer_events_per_commit == EventsPerCommit::Auto
+        && args.writer_ceiling_seconds <= 0.0
+        && args.writer_commit_rate.is_none()
+    {
+        bail!(
+            "--writer-events-per-commit auto takes the writer's commit rate from the writer ceiling, which \
+             --writer-ceiling-seconds 0 skips: give --writer-commit-rate, or a number of events per commit"
+        );
+    }
     std::fs::create_dir_all(&args.work_dir)?;
     crate::load::runtime(2)?.block_on(run_async(args))
 }
@@ -391,14 +508,26 @@ async fn run_async(args: RelayArgs) -> Result<()> {
         run.sql_ceilings.push(sql);
     }
 
-    // --- 2. steady load at a fraction of the median drain rate ---------------------------------
-    let median_rate = median(&run.drains.iter().map(|d| d.throughput.rate).collect::<Vec<_>>());
-    run.steady = steady(&ctx, median_rate * ctx.args.steady_fraction).await?;
-
-    // --- 3. the write side's commit ceiling, with and without the NOTIFY trigger --------------
+    // --- 2. the write side's commit ceiling, with and without the NOTIFY trigger --------------
     if ctx.args.writer_ceiling_seconds > 0.0 {
         run.writer_ceilings = writer_ceilings(&ctx).await?;
     }
+
+    // --- 3. steady load at a fraction of the median drain rate ---------------------------------
+    let median_rate = median(&run.drains.iter().map(|d| d.throughput.rate).collect::<Vec<_>>());
+    let rate = median_rate * ctx.args.steady_fraction;
+    let measured = run.writer_ceilings.iter().find(|c| c.notify).map(|c| c.rate);
+    let (events_per_commit, basis) = choose_events_per_commit(
+        ctx.args.writer_events_per_commit,
+        rate,
+        ctx.args.writer_commit_rate,
+        measured,
+        ctx.args.writer_commit_fraction,
+    )?;
+    eprintln!("[relay] steady writer: {events_per_commit} events per transaction ({basis})");
+    run.settings.insert("steady writer, events per transaction".to_owned(), format!("{events_per_commit} ({basis})"));
+    run.steady = steady(&ctx, rate, events_per_commit).await?;
+    run.steady.events_per_commit_basis = basis;
 
     ctx.pool.close().await;
     run.save(&ctx.args.json)?;
@@ -547,13 +676,22 @@ async fn sql_ceiling(ctx: &Ctx) -> Result<Throughput> {
     Ok(ceiling)
 }
 
-/// A relay under an open-loop writer at `rate`, and every committed event's way to Kafka.
-async fn steady(ctx: &Ctx, rate: f64) -> Result<Steady> {
+/// A relay under an open-loop writer at `rate` events per second in transactions of
+/// `events_per_commit` events, and every committed event's way to Kafka.
+async fn steady(ctx: &Ctx, rate: f64, events_per_commit: usize) -> Result<Steady> {
     let args = &ctx.args;
-    let count = ((rate * args.steady_seconds).round() as usize).max(1);
-    eprintln!("[relay] steady load: {count} events at {rate:.0}/s, one per transaction");
+    let commit_rate = rate / events_per_commit as f64;
+    let transactions = ((commit_rate * args.steady_seconds).round() as usize).max(1);
+    let count = transactions * events_per_commit;
+    eprintln!(
+        "[relay] steady load: {count} events at {rate:.0}/s, {events_per_commit} per transaction \
+         ({transactions} transactions at {commit_rate:.0}/s)"
+    );
     let per_order = ctx.events_per_order;
-    let mut rows = outbox::order_lives(count.div_ceil(per_order), per_order, args.orders)?;
+    // At least as many orders as events in a transaction, so that each of its events is of a
+    // different order (consecutive rows are).
+    let orders = count.div_ceil(per_order).max(events_per_commit);
+    let mut rows = outbox::order_lives(orders, per_order, args.orders)?;
     rows.truncate(count);
     let rows = Arc::new(rows);
     let writers = outbox::writer_pool(&args.database_url, args.writers).await?;
@@ -576,15 +714,22 @@ async fn steady(ctx: &Ctx, rate: f64) -> Result<Steady> {
         let after = CpuSnapshot::take(&cpu_groups);
         (before.cpu_seconds_until(&after), before.usage_until(&after))
     });
-    let (writer, commits) =
-        outbox::open_loop_writer(&writers, rows, rate, args.writer_transaction, args.writer_max_in_flight).await?;
+    let (writer, commits) = outbox::open_loop_writer(
+        &writers,
+        rows,
+        rate,
+        events_per_commit,
+        args.writer_transaction,
+        args.writer_max_in_flight,
+    )
+    .await?;
     let schedule_end = Instant::now();
     let (cpu_s, cpu) = cpu_window.await.context("the CPU sampler")?;
     let (wait_samples, wait_events) = waits.finish();
     writers.close().await;
     let mut catch_up = Vec::new();
     let poll = Duration::from_millis(args.poll_ms);
-    let target = published_before + writer.committed;
+    let target = published_before + writer.events_committed();
     relay.wait_published(target, schedule_end, poll, Duration::from_secs(120), &mut catch_up).await?;
     let to = kafka::high_watermarks(&args.kafka_bootstrap, &ctx.topic)?;
     let batches_after = relay.metrics().await.and_then(|m| process::metric(&m, "ordexa_relay_batch_seconds_count"));
@@ -593,10 +738,13 @@ async fn steady(ctx: &Ctx, rate: f64) -> Result<Steady> {
     let relay_memory = procfs::memory(relay_pid);
     let relay_exit = stop(relay);
     eprintln!(
-        "[relay] writer: {} of {} committed ({:.0}/s); reading {} messages back",
+        "[relay] writer: {} of {} transactions committed ({} events, {:.0} events/s in {:.0} commits/s); reading {} \
+         messages back",
         writer.committed,
         writer.scheduled,
+        writer.events_committed(),
         writer.achieved_rate,
+        writer.commit_rate(),
         kafka::total(&to) - kafka::total(&from)
     );
     let published = kafka::read_range(&args.kafka_bootstrap, &ctx.topic, &from, &to).await?;
@@ -625,7 +773,8 @@ async fn steady(ctx: &Ctx, rate: f64) -> Result<Steady> {
     Ok(steady)
 }
 
-/// The same one-event transactions closed loop, with the outbox's NOTIFY trigger, then without.
+/// One-event transactions closed loop, with the outbox's NOTIFY trigger, then without (the commit
+/// rate the steady load's `auto` events per commit is chosen from).
 async fn writer_ceilings(ctx: &Ctx) -> Result<Vec<WriterCeiling>> {
     let args = &ctx.args;
     let per_run = 60_000usize;
@@ -674,6 +823,9 @@ async fn writer_ceilings(ctx: &Ctx) -> Result<Vec<WriterCeiling>> {
     }
     sqlx::query("ALTER TABLE outbox ENABLE TRIGGER outbox_notify").execute(&ctx.pool).await?;
     sqlx::query("TRUNCATE outbox").execute(&ctx.pool).await?;
+    // The steady load comes next: it starts, as the drains do, from a checkpointed database
+    // rather than inheriting the flush of these runs' WAL.
+    sqlx::query("CHECKPOINT").execute(&ctx.pool).await?;
     writers.close().await;
     Ok(ceilings)
 }
@@ -784,14 +936,25 @@ fn settings(args: &RelayArgs, events_per_order: usize, out: &mut BTreeMap<String
             .to_owned(),
     );
     let transaction = match args.writer_transaction {
-        outbox::WriterTransaction::Explicit => "BEGIN; the store's outbox INSERT; COMMIT",
-        outbox::WriterTransaction::Statement => "the store's outbox INSERT, committed by itself",
+        outbox::WriterTransaction::Explicit => "BEGIN; the store's outbox INSERT once per event; COMMIT",
+        outbox::WriterTransaction::Statement => {
+            "the store's outbox INSERT with one VALUES row per event, committed by itself"
+        }
+    };
+    let per_commit = match args.writer_events_per_commit {
+        EventsPerCommit::Auto => format!(
+            "N events per transaction (N auto: commits/s at most {:.0} % of what the writer can commit)",
+            args.writer_commit_fraction * 100.0
+        ),
+        EventsPerCommit::Fixed(1) => "one event per transaction".to_owned(),
+        EventsPerCommit::Fixed(n) => format!("{n} events per transaction"),
     };
     set(
         "steady load",
         format!(
-            "{:.0} % of the drain rate for {} s, fixed-interval open-loop schedule, one event per transaction \
-             ({transaction}) over {} connections, at most {} in flight",
+            "{:.0} % of the drain rate (in events/s) for {} s, fixed-interval open-loop schedule of transactions, \
+             {per_commit}, each event of a different order ({transaction}) over {} connections, at most {} \
+             transactions in flight",
             args.steady_fraction * 100.0,
             args.steady_seconds,
             args.writers,
@@ -815,6 +978,57 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.0);
         assert_eq!(median(&[5.0]), 5.0);
         assert_eq!(median(&[]), 0.0);
+    }
+
+    #[test]
+    fn events_per_commit_is_auto_or_a_number_in_range() {
+        assert_eq!("auto".parse::<EventsPerCommit>(), Ok(EventsPerCommit::Auto));
+        assert_eq!("1".parse::<EventsPerCommit>(), Ok(EventsPerCommit::Fixed(1)));
+        assert_eq!("25".parse::<EventsPerCommit>(), Ok(EventsPerCommit::Fixed(25)));
+        for bad in ["0", "-3", "2.5", "", "many", "1001"] {
+            assert!(bad.parse::<EventsPerCommit>().is_err(), "{bad}");
+        }
+        assert_eq!(EventsPerCommit::Auto.to_string(), "auto");
+        assert_eq!(EventsPerCommit::Fixed(7).to_string(), "7");
+    }
+
+    #[test]
+    fn auto_takes_the_smallest_n_whose_commits_fit() -> Result<()> {
+        // The 2026-11-26 run: 33588 events/s asked, 2629 commits/s closed loop; half of that is
+        // 1314.5 commits/s, so 25 events per commit is 1343/s (too many), 26 is 1292/s.
+        assert_eq!(auto_events_per_commit(33_588.0, 2629.0, 0.5)?, 26);
+        // An exact fit needs no extra event.
+        assert_eq!(auto_events_per_commit(2400.0, 2400.0, 0.5)?, 2);
+        assert_eq!(auto_events_per_commit(3600.0, 2400.0, 0.5)?, 3);
+        // A rate the writer commits one event at a time.
+        assert_eq!(auto_events_per_commit(800.0, 2400.0, 0.5)?, 1);
+        assert_eq!(auto_events_per_commit(1200.0, 2400.0, 0.5)?, 1);
+        // Never beyond what one transaction may hold.
+        assert_eq!(auto_events_per_commit(1e9, 10.0, 0.5)?, outbox::MAX_EVENTS_PER_COMMIT);
+        assert!(auto_events_per_commit(1000.0, 0.0, 0.5).is_err());
+        assert!(auto_events_per_commit(0.0, 2400.0, 0.5).is_err());
+        assert!(auto_events_per_commit(f64::NAN, 2400.0, 0.5).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_commit_rate_auto_uses_is_given_or_measured() -> Result<()> {
+        let (n, basis) = choose_events_per_commit(EventsPerCommit::Fixed(1), 33_588.0, None, Some(2629.0), 0.5)?;
+        assert_eq!((n, basis.as_str()), (1, "given, --writer-events-per-commit 1"));
+        let (n, basis) = choose_events_per_commit(EventsPerCommit::Auto, 33_588.0, None, Some(2629.0), 0.5)?;
+        assert_eq!(n, 26);
+        assert!(basis.starts_with("auto: the smallest N with 33588/N ≤ "), "{basis}");
+        assert!(basis.contains("commits/s, 50 % of the 2629 commits/s the writer can make"), "{basis}");
+        assert!(basis.contains("measured just before this load"), "{basis}");
+        // A given commit rate wins over the measured one.
+        let (n, basis) = choose_events_per_commit(EventsPerCommit::Auto, 33_588.0, Some(4000.0), Some(2629.0), 0.5)?;
+        assert_eq!(n, 17);
+        assert!(basis.contains("4000 commits/s the writer can make (given with --writer-commit-rate)"), "{basis}");
+        let (n, basis) = choose_events_per_commit(EventsPerCommit::Auto, 1e9, None, Some(10.0), 0.5)?;
+        assert_eq!(n, outbox::MAX_EVENTS_PER_COMMIT);
+        assert!(basis.ends_with("; capped at 1000"), "{basis}");
+        assert!(choose_events_per_commit(EventsPerCommit::Auto, 33_588.0, None, None, 0.5).is_err());
+        Ok(())
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The outbox side of the relay benchmark: rows shaped as the write side writes them, a backlog
-//! loaded with `COPY`, a writer committing one event per transaction at an open-loop rate, and
-//! the relay's claim-and-remove SQL on its own (the PostgreSQL ceiling).
+//! loaded with `COPY`, a writer committing a fixed number of events per transaction (each of a
+//! different order) at an open-loop rate, and the relay's claim-and-remove SQL on its own (the
+//! PostgreSQL ceiling).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,22 @@ pub const CLAIM_SQL: &str = "SELECT id, aggregate_id, event_id, event_type, sche
      headers->>'traceparent' AS traceparent FROM outbox ORDER BY id LIMIT $1 FOR UPDATE";
 /// The relay's removal of a published batch, verbatim.
 pub const DELETE_SQL: &str = "DELETE FROM outbox WHERE id = ANY($1)";
+/// The most events one writer transaction may commit (a multi-row INSERT binds 7 per row, and
+/// PostgreSQL takes at most 65535 parameters).
+pub const MAX_EVENTS_PER_COMMIT: usize = 1000;
+
+/// [`INSERT_SQL`] with `rows` rows of values: the same columns and the same value expressions,
+/// `$1…$7` for the first row, `$8…$14` for the second, and so on. One row is `INSERT_SQL` itself.
+pub fn insert_sql(rows: usize) -> String {
+    let head = INSERT_SQL.split_once(" VALUES ").map_or(INSERT_SQL, |(head, _)| head);
+    let values: Vec<String> = (0..rows.max(1))
+        .map(|row| {
+            let p: Vec<usize> = (1..=7).map(|i| 7 * row + i).collect();
+            format!("(${}, ${}, ${}, ${}, ${}, ${}::json, ${})", p[0], p[1], p[2], p[3], p[4], p[5], p[6])
+        })
+        .collect();
+    format!("{head} VALUES {}", values.join(", "))
+}
 
 /// One outbox row as `ordexa_store` writes it: the event serialized once (`payload` is what the
 /// relay publishes, byte for byte), and its trace context header.
@@ -152,18 +169,24 @@ pub fn wall_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
-/// What the open-loop writer did.
+/// What the open-loop writer did. Rates are events per second; `scheduled` and `committed` count
+/// transactions, each of `events_per_commit` events.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WriterResult {
+    /// Events per second asked.
     pub target_rate: f64,
     pub duration_s: f64,
     pub connections: u32,
     pub transaction: Option<WriterTransaction>,
     pub max_in_flight: usize,
+    /// Events in each transaction, each of a different order (runs before it was a knob: 1).
+    #[serde(default = "one")]
+    pub events_per_commit: u64,
     /// Transactions scheduled.
     pub scheduled: u64,
-    /// Transactions committed, and committed per second of the schedule.
+    /// Transactions committed.
     pub committed: u64,
+    /// Events committed per second of the schedule.
     pub achieved_rate: f64,
     /// From its first scheduled start to the last commit.
     pub elapsed_s: f64,
@@ -171,6 +194,32 @@ pub struct WriterResult {
     pub error_kinds: BTreeMap<String, u64>,
     /// From each transaction's scheduled start to its COMMIT returning.
     pub commit_latency: Option<Latency>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl WriterResult {
+    /// Events in each transaction (at least 1).
+    pub fn events_per_commit(&self) -> u64 {
+        self.events_per_commit.max(1)
+    }
+
+    /// Events committed (every transaction holds the same number of events).
+    pub fn events_committed(&self) -> u64 {
+        self.committed * self.events_per_commit()
+    }
+
+    /// Commits per second asked: the event rate over the events per transaction.
+    pub fn target_commit_rate(&self) -> f64 {
+        self.target_rate / self.events_per_commit() as f64
+    }
+
+    /// Transactions committed per second of the schedule.
+    pub fn commit_rate(&self) -> f64 {
+        if self.duration_s > 0.0 { self.committed as f64 / self.duration_s } else { 0.0 }
+    }
 }
 
 /// Commit times of the events the writer committed, by event id: wall-clock µs taken right
@@ -205,51 +254,89 @@ pub async fn writer_pool(url: &str, connections: u32) -> Result<PgPool> {
     Ok(pool)
 }
 
-/// How the writer makes its one-event transactions.
+/// How the writer makes its transactions of one or more events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 pub enum WriterTransaction {
-    /// BEGIN, the write side's outbox INSERT, COMMIT: three round trips, as the store's commands.
+    /// BEGIN, the write side's outbox INSERT once per event, COMMIT: as the store's commands
+    /// (one event: three round trips).
     Explicit,
-    /// The outbox INSERT alone, committed by itself (autocommit): one round trip, so the writer
-    /// and PostgreSQL spend the least CPU per event and leave the most to the relay.
+    /// One outbox INSERT of all the transaction's events (the store's columns and values, one
+    /// VALUES row per event; one event: the store's INSERT itself), committed by itself
+    /// (autocommit): one round trip, so the writer and PostgreSQL spend the least CPU per event
+    /// and leave the most to the relay.
     Statement,
 }
 
-/// One event, one transaction.
-async fn write_one(pool: &PgPool, row: &OutboxEvent, how: WriterTransaction) -> Result<(), sqlx::Error> {
-    let insert = sqlx::query(INSERT_SQL)
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds one row's seven values, in [`INSERT_SQL`]'s order.
+fn bind_row<'q>(query: PgQuery<'q>, row: &OutboxEvent) -> PgQuery<'q> {
+    query
         .bind(row.event_id)
         .bind(row.aggregate_id)
         .bind(row.aggregate_version)
         .bind(row.event_type)
         .bind(i32::try_from(EVENT_SCHEMA_VERSION).unwrap_or(i32::MAX))
         .bind(&row.payload)
-        .bind(Json(row.headers()));
+        .bind(Json(row.headers()))
+}
+
+/// The events of `rows` in one transaction. `multi_row` is [`insert_sql`] of `rows.len()`
+/// rows, used by [`WriterTransaction::Statement`].
+async fn write_commit(
+    pool: &PgPool,
+    rows: &[OutboxEvent],
+    how: WriterTransaction,
+    multi_row: &Arc<str>,
+) -> Result<(), sqlx::Error> {
     match how {
         WriterTransaction::Explicit => {
             let mut tx = pool.begin().await?;
-            insert.execute(&mut *tx).await?;
+            for row in rows {
+                bind_row(sqlx::query(INSERT_SQL), row).execute(&mut *tx).await?;
+            }
             tx.commit().await
         }
-        WriterTransaction::Statement => insert.execute(pool).await.map(|_| ()),
+        WriterTransaction::Statement if rows.len() == 1 => {
+            bind_row(sqlx::query(INSERT_SQL), &rows[0]).execute(pool).await.map(|_| ())
+        }
+        WriterTransaction::Statement => {
+            let query = sqlx::query(sqlx::AssertSqlSafe(Arc::clone(multi_row)));
+            rows.iter().fold(query, bind_row).execute(pool).await.map(|_| ())
+        }
     }
 }
 
-/// Commits `rows` one per transaction at `rate` per second on a fixed-interval, open-loop
-/// schedule (a slow commit does not delay the next start; transactions wait for a free
-/// connection of the pool instead), for as long as there are rows. At most `max_in_flight`
-/// transactions wait or run at once; one due beyond that is not attempted and counts as an
-/// error, so an overloaded database shows up as errors, not as an ever-growing queue.
+/// Commits `rows` in transactions of `events_per_commit` consecutive rows (which must divide
+/// the rows evenly; consecutive rows of [`order_lives`] are of different orders) at `rate`
+/// events per second, so `rate / events_per_commit` transactions per second, on a fixed-interval,
+/// open-loop schedule (a slow commit does not delay the next start; transactions wait for a free
+/// connection of the pool instead), for as long as there are rows. Every event of a transaction
+/// gets that transaction's commit time. At most `max_in_flight` transactions wait or run at
+/// once; one due beyond that is not attempted and counts as an error, so an overloaded database
+/// shows up as errors, not as an ever-growing queue.
 pub async fn open_loop_writer(
     pool: &PgPool,
     rows: Arc<Vec<OutboxEvent>>,
     rate: f64,
+    events_per_commit: usize,
     how: WriterTransaction,
     max_in_flight: usize,
 ) -> Result<(WriterResult, CommitTimes)> {
     if rate <= 0.0 || max_in_flight == 0 {
         bail!("the writer's rate and in-flight cap must be above 0");
     }
+    let n = events_per_commit;
+    if n == 0 || n > MAX_EVENTS_PER_COMMIT || rows.is_empty() || !rows.len().is_multiple_of(n) {
+        bail!(
+            "the writer needs 1 to {MAX_EVENTS_PER_COMMIT} events per transaction and a whole number of \
+             transactions, not {} rows in transactions of {n}",
+            rows.len()
+        );
+    }
+    let transactions = rows.len() / n;
+    let commit_rate = rate / n as f64;
+    let multi_row: Arc<str> = insert_sql(n).into();
     let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
     let recorder = Arc::new(Mutex::new(Recorder {
         commits: CommitTimes::with_capacity(rows.len()),
@@ -258,27 +345,31 @@ pub async fn open_loop_writer(
         last_commit: None,
     }));
     let start = Instant::now() + Duration::from_millis(20);
-    let mut tasks = Vec::with_capacity(rows.len());
-    for i in 0..rows.len() {
-        let scheduled = start + Duration::from_secs_f64(i as f64 / rate);
+    let mut tasks = Vec::with_capacity(transactions);
+    for t in 0..transactions {
+        let scheduled = start + Duration::from_secs_f64(t as f64 / commit_rate);
         tokio::time::sleep_until(scheduled).await;
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             *lock(&recorder).errors.entry(format!("not attempted: {max_in_flight} already in flight")).or_default() +=
                 1;
             continue;
         };
-        let (pool, rows, recorder) = (pool.clone(), Arc::clone(&rows), Arc::clone(&recorder));
+        let (pool, rows, recorder, multi_row) =
+            (pool.clone(), Arc::clone(&rows), Arc::clone(&recorder), Arc::clone(&multi_row));
         tasks.push(tokio::spawn(async move {
-            let row = &rows[i];
-            let outcome = write_one(&pool, row, how).await;
+            let events = &rows[t * n..(t + 1) * n];
+            let outcome = write_commit(&pool, events, how, &multi_row).await;
             drop(permit);
-            // The commit time: the writer's wall clock right after COMMIT returned.
+            // The commit time of every event of the transaction: the writer's wall clock right
+            // after COMMIT returned.
             let committed_us = wall_micros();
             let done = Instant::now();
             let mut rec = lock(&recorder);
             match outcome {
                 Ok(()) => {
-                    rec.commits.insert(row.event_id, committed_us);
+                    for row in events {
+                        rec.commits.insert(row.event_id, committed_us);
+                    }
                     let micros = u64::try_from((done - scheduled).as_micros()).unwrap_or(u64::MAX);
                     ladder::record(&mut rec.latency, micros);
                     rec.last_commit = Some(rec.last_commit.map_or(done, |t| t.max(done)));
@@ -296,16 +387,17 @@ pub async fn open_loop_writer(
     }
     let rec = lock(&recorder);
     let duration_s = rows.len() as f64 / rate;
-    let committed = rec.commits.len() as u64;
+    let events_committed = rec.commits.len() as u64;
     let result = WriterResult {
         target_rate: rate,
         duration_s,
         connections: pool.options().get_max_connections(),
         transaction: Some(how),
         max_in_flight,
-        scheduled: rows.len() as u64,
-        committed,
-        achieved_rate: committed as f64 / duration_s,
+        events_per_commit: n as u64,
+        scheduled: transactions as u64,
+        committed: events_committed / n as u64,
+        achieved_rate: events_committed as f64 / duration_s,
         elapsed_s: rec.last_commit.map(|t| (t - start).as_secs_f64()).unwrap_or(0.0),
         errors: rec.errors.values().sum(),
         error_kinds: rec.errors.clone(),
@@ -324,18 +416,19 @@ pub async fn closed_loop_writer(
     how: WriterTransaction,
 ) -> Result<(u64, f64, Option<Latency>)> {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let single: Arc<str> = INSERT_SQL.into();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for _ in 0..pool.options().get_max_connections() {
-        let (pool, rows, next) = (pool.clone(), Arc::clone(&rows), Arc::clone(&next));
+        let (pool, rows, next, single) = (pool.clone(), Arc::clone(&rows), Arc::clone(&next), Arc::clone(&single));
         tasks.push(tokio::spawn(async move {
             let mut hist = ladder::histogram()?;
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(row) = rows.get(i) else { break };
+                let Some(row) = rows.get(i..=i) else { break };
                 let begun = Instant::now();
-                write_one(&pool, row, how).await?;
+                write_commit(&pool, row, how, &single).await?;
                 ladder::record(&mut hist, u64::try_from(begun.elapsed().as_micros()).unwrap_or(u64::MAX));
             }
             anyhow::Ok(hist)
@@ -471,6 +564,56 @@ mod tests {
         assert!(relay.contains(DELETE_SQL), "the relay's delete changed; update DELETE_SQL");
         let store = joined(include_str!("../../../workloads/store/src/orders.rs"));
         assert!(store.contains(INSERT_SQL), "the store's outbox insert changed; update INSERT_SQL");
+    }
+
+    #[test]
+    fn a_multi_row_insert_is_the_stores_insert_repeated() {
+        assert_eq!(insert_sql(1), INSERT_SQL);
+        let two = insert_sql(2);
+        let (head, values) = two.split_once(" VALUES ").unwrap_or_default();
+        assert_eq!(head, INSERT_SQL.split_once(" VALUES ").unwrap_or_default().0);
+        assert_eq!(values, "($1, $2, $3, $4, $5, $6::json, $7), ($8, $9, $10, $11, $12, $13::json, $14)");
+        let most = insert_sql(MAX_EVENTS_PER_COMMIT);
+        assert!(most.ends_with(", $6999::json, $7000)"), "{most}");
+        assert!(7 * MAX_EVENTS_PER_COMMIT <= usize::from(u16::MAX), "PostgreSQL's limit on parameters");
+    }
+
+    #[test]
+    fn a_transaction_of_consecutive_rows_holds_different_orders() -> Result<()> {
+        // The writer commits rows t·n … (t+1)·n − 1 together: any n ≤ orders consecutive rows of
+        // the interleaved lives are of n different orders.
+        let rows = order_lives(5, 3, 0)?;
+        for n in 1..=5 {
+            for chunk in rows.chunks_exact(n) {
+                let orders: std::collections::HashSet<Uuid> = chunk.iter().map(|r| r.aggregate_id).collect();
+                assert_eq!(orders.len(), n, "transactions of {n}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_writer_result_counts_events_and_commits() -> Result<()> {
+        let writer = WriterResult {
+            target_rate: 33_600.0,
+            duration_s: 30.0,
+            events_per_commit: 28,
+            scheduled: 36_000,
+            committed: 35_000,
+            achieved_rate: 35_000.0 * 28.0 / 30.0,
+            ..WriterResult::default()
+        };
+        assert_eq!(writer.events_committed(), 980_000);
+        assert!((writer.target_commit_rate() - 1200.0).abs() < 1e-9);
+        assert!((writer.commit_rate() - 35_000.0 / 30.0).abs() < 1e-9);
+        // A run from before the knob: one event per transaction.
+        let old: WriterResult = serde_json::from_str(
+            r#"{"target_rate": 2000.0, "duration_s": 30.0, "connections": 32, "transaction": "Explicit",
+                "max_in_flight": 256, "scheduled": 60000, "committed": 59000, "achieved_rate": 1966.7,
+                "elapsed_s": 30.1, "errors": 1000, "error_kinds": {}, "commit_latency": null}"#,
+        )?;
+        assert_eq!((old.events_per_commit(), old.events_committed()), (1, 59_000));
+        Ok(())
     }
 
     #[test]

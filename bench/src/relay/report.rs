@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::outbox::WriterResult;
 use super::{RelayRun, Throughput};
 use crate::procfs::CpuUsage;
 use crate::report::{RunFacts, mib, ms};
@@ -68,6 +69,36 @@ fn cpu_row(out: &mut String, label: &str, t: &Throughput) -> Result<()> {
     Ok(())
 }
 
+/// The share of the events per second asked the steady writer must reach for the latency goal
+/// to be judged.
+const LOAD_REACHED: f64 = 0.95;
+
+/// Why the steady load cannot show the latency goal: the writer committed less than 95 % of the
+/// events per second asked, or some of its transactions failed or were not attempted. `None`
+/// when the load was reached.
+fn load_shortfall(writer: &WriterResult) -> Option<String> {
+    // Written so that a rate that is not a number is not reached either.
+    let reached = writer.achieved_rate >= LOAD_REACHED * writer.target_rate;
+    if !reached {
+        Some(format!(
+            "the writer reached only {:.0} of the {:.0} events/s asked",
+            writer.achieved_rate, writer.target_rate
+        ))
+    } else if writer.errors > 0 {
+        Some(format!(
+            "{} of the writer's {} transactions failed or were not attempted",
+            writer.errors, writer.scheduled
+        ))
+    } else {
+        None
+    }
+}
+
+/// "1 event each", "26 events each".
+fn events_each(n: u64) -> String {
+    if n == 1 { "1 event each".to_owned() } else { format!("{n} events each") }
+}
+
 /// The element whose `rate` is the median (the lower middle of an even count).
 fn median_of<T>(items: &[T], rate: impl Fn(&T) -> f64) -> Option<&T> {
     let mut sorted: Vec<&T> = items.iter().collect();
@@ -105,7 +136,7 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
     let hwm_mb = hwm_kib as f64 * 1024.0 / 1e6;
     let p99 = steady.latency.as_ref().map(|l| l.p99_ms);
     let writer = &steady.writer;
-    let writer_short = writer.achieved_rate < 0.95 * writer.target_rate || writer.errors > 0;
+    let shortfall = load_shortfall(writer);
 
     let mut out = String::new();
     writeln!(out, "# Relay benchmark: the outbox to Kafka\n")?;
@@ -164,23 +195,19 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
     )?;
     writeln!(
         out,
-        "| p99 of Kafka CreateTime − commit < {} ms at {:.0} % of the drain rate | **{} ms** (p50 {} ms, max {} ms) at \
-         {:.0} commits/s{} | {} |",
+        "| p99 of Kafka CreateTime − commit < {} ms at {:.0} % of the drain rate ({:.0} events/s) | **{} ms** (p50 {} \
+         ms, max {} ms) at {:.0} events/s in {:.0} commits/s of {}{} | {} |",
         args.goal_p99_ms,
         if drain.rate > 0.0 { 100.0 * writer.target_rate / drain.rate } else { 0.0 },
+        writer.target_rate,
         ms(p99),
         ms(steady.latency.as_ref().map(|l| l.p50_ms)),
         ms(steady.latency.as_ref().map(|l| l.max_ms)),
         writer.achieved_rate,
-        if writer_short {
-            format!(
-                " (**the writer reached only {:.0} of the {:.0}/s asked**)",
-                writer.achieved_rate, writer.target_rate
-            )
-        } else {
-            String::new()
-        },
-        if writer_short {
+        writer.commit_rate(),
+        events_each(writer.events_per_commit()),
+        shortfall.as_ref().map(|why| format!(" (**{why}**)")).unwrap_or_default(),
+        if shortfall.is_some() {
             "**not shown**: the load was not reached"
         } else {
             met(p99.is_some_and(|p| p < args.goal_p99_ms) && steady.missing == 0)
@@ -251,7 +278,7 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
     writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     cpu_row(&mut out, "relay drain (median round)", drain)?;
     let steady_t = Throughput {
-        events: writer.committed,
+        events: writer.events_committed(),
         seconds: steady.window_s,
         rate: writer.achieved_rate,
         batches: 0,
@@ -322,16 +349,29 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
     writeln!(out, "## Steady load\n")?;
     let l = steady.latency.as_ref();
     writeln!(out, "| | |\n|---|---|")?;
+    let n = writer.events_per_commit();
     writeln!(
         out,
-        "| writer | {:.0}/s asked ({:.0} % of the drain rate), {} of {} transactions committed ({:.0}/s over the \
-         {:.1} s schedule; last commit at {:.1} s), {} errors{} |",
+        "| writer: asked | **{:.0} events/s** ({:.0} % of the drain rate) in transactions of {}: {:.0} commits/s |",
         writer.target_rate,
         if drain.rate > 0.0 { 100.0 * writer.target_rate / drain.rate } else { 0.0 },
+        if n == 1 { "1 event".to_owned() } else { format!("{n} events, each of a different order") },
+        writer.target_commit_rate(),
+    )?;
+    if !steady.events_per_commit_basis.is_empty() {
+        writeln!(out, "| writer: events per transaction | {n} ({}) |", steady.events_per_commit_basis)?;
+    }
+    writeln!(
+        out,
+        "| writer: reached | **{:.0} events/s** ({:.0} % of what was asked) in {:.0} commits/s over the {:.1} s \
+         schedule: {} of {} transactions committed, {} events (last commit at {:.1} s); {} errors{} |",
+        writer.achieved_rate,
+        if writer.target_rate > 0.0 { 100.0 * writer.achieved_rate / writer.target_rate } else { 0.0 },
+        writer.commit_rate(),
+        writer.duration_s,
         writer.committed,
         writer.scheduled,
-        writer.achieved_rate,
-        writer.duration_s,
+        writer.events_committed(),
         writer.elapsed_s,
         writer.errors,
         if writer.error_kinds.is_empty() {
@@ -345,7 +385,8 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
     )?;
     writeln!(
         out,
-        "| writer: scheduled start → COMMIT returned | p50 {} ms, p99 {} ms, max {} ms ({} connections) |",
+        "| writer: scheduled start → COMMIT returned, per transaction | p50 {} ms, p99 {} ms, max {} ms ({} \
+         connections) |",
         ms(writer.commit_latency.as_ref().map(|l| l.p50_ms)),
         ms(writer.commit_latency.as_ref().map(|l| l.p99_ms)),
         ms(writer.commit_latency.as_ref().map(|l| l.max_ms)),
@@ -353,7 +394,8 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
     )?;
     writeln!(
         out,
-        "| **Kafka CreateTime − commit** | p50 {} ms, p90 {} ms, **p99 {} ms**, max {} ms, mean {} ms over {} events |",
+        "| **Kafka CreateTime − commit**, each event from its own transaction's commit | p50 {} ms, p90 {} ms, **p99 \
+         {} ms**, max {} ms, mean {} ms over {} events |",
         ms(l.map(|l| l.p50_ms)),
         ms(l.map(|l| l.p90_ms)),
         ms(l.map(|l| l.p99_ms)),
@@ -407,9 +449,9 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
         writeln!(out, "## The write side's commit ceiling\n")?;
         writeln!(
             out,
-            "The same one-event transactions, closed loop (every connection commits back to back), with the relay \
-             stopped: first with the outbox's `AFTER INSERT … FOR EACH STATEMENT` trigger that NOTIFYs the relay \
-             (migration 0002, as deployed), then with that trigger disabled.\n"
+            "The writer's transactions with one event each, closed loop (every connection commits back to back), \
+             with the relay stopped: first with the outbox's `AFTER INSERT … FOR EACH STATEMENT` trigger that \
+             NOTIFYs the relay (migration 0002, as deployed), then with that trigger disabled.\n"
         )?;
         writeln!(
             out,
@@ -486,11 +528,21 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
          before the writer sees COMMIT return, and CreateTime is truncated to the millisecond, so a few differences \
          come out slightly below 0 (counted as 0). CreateTime is before Kafka's acknowledgement, so the time to \
          durable in Kafka is this plus one produce round trip (about the per-batch producer time above).\n\
-         - The steady writer commits one event per transaction (the store's exact outbox INSERT, with \
-         `synchronous_commit` as the server has it) rather than the whole order command, so that as much of the \
-         machine as possible is left to the relay; its events are real order lives too, each order's versions far \
-         apart in the schedule. When it cannot commit at the rate asked, the latency is still every committed \
-         event's, but at the lower rate it did reach; the load goal is then not shown.\n\
+         - The steady load is asked in **events** per second. The writer commits them N to a transaction, each \
+         event of a different order (the store's exact outbox INSERT, with `synchronous_commit` as the server has \
+         it; see the settings), rather than whole order commands, so that as much of the machine as possible is \
+         left to the relay; its events are real order lives too, each order's versions far apart in the schedule. \
+         Real order commands commit one event each, but a PostgreSQL that flushes its WAL at every commit (with the \
+         NOTIFY trigger, one commit at a time) makes far fewer commits per second than the relay moves events on \
+         this machine (the write side's commit ceiling above), so with `auto` N is the smallest number that keeps \
+         the commits per second within a fraction of that ceiling; N = 1 is the store's one event per transaction. \
+         The relay \
+         does not see how events were grouped: it claims rows in id order whatever transaction wrote them. What \
+         changes for it is that it is woken (NOTIFY) once per commit rather than once per event, and finds N rows \
+         at a time. Every event's latency runs from its own transaction's commit time, which the N events share. \
+         When the writer reaches less than 95 % of the events per second asked (or any of its transactions fails \
+         or is not attempted), the latency is still every committed event's, but at the lower rate it did reach; \
+         the load goal is then not shown.\n\
          - \"Lock: object\" in the wait tables is a heavyweight lock on an object; with the NOTIFY trigger it is \
          PostgreSQL's lock on `pg_database, objid 0`, which every transaction that sent a NOTIFY takes before its \
          commit record and holds until the commit is flushed (`PreCommit_Notify` in `src/backend/commands/async.c`), \
@@ -517,4 +569,140 @@ pub fn run(args: RelayReportArgs) -> Result<()> {
     let date = args.facts.date();
     let text = render(&run, &args, &date)?;
     args.facts.write(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ladder::Latency;
+    use crate::relay::{Drain, Steady};
+    use crate::report::RunFacts;
+
+    fn args() -> RelayReportArgs {
+        RelayReportArgs {
+            json: PathBuf::from("relay.json"),
+            goal_ratio: 0.8,
+            goal_p99_ms: 50.0,
+            goal_rss_mb: 50.0,
+            facts: RunFacts {
+                out: PathBuf::from("relay.md"),
+                commit: "0123456789abcdef".to_owned(),
+                dirty: false,
+                pg_version: "PostgreSQL 15".to_owned(),
+                date: Some("2026-11-27 10:00 UTC".to_owned()),
+                settings: Vec::new(),
+            },
+        }
+    }
+
+    fn writer(asked: f64, achieved: f64, n: u64, errors: u64) -> WriterResult {
+        let duration_s = 30.0;
+        let committed = (achieved / n as f64 * duration_s).round() as u64;
+        WriterResult {
+            target_rate: asked,
+            duration_s,
+            events_per_commit: n,
+            scheduled: (asked / n as f64 * duration_s).round() as u64,
+            committed,
+            achieved_rate: (committed * n) as f64 / duration_s,
+            errors,
+            ..WriterResult::default()
+        }
+    }
+
+    /// A run like the 2026-11-26 ones (drain 67176 events/s) with this steady writer.
+    fn run(writer: WriterResult, basis: &str) -> RelayRun {
+        let t = |rate: f64| Throughput { events: 200_000, seconds: 200_000.0 / rate, rate, ..Throughput::default() };
+        let events = writer.events_committed();
+        let latency = Latency { count: events, p50_ms: 4.0, p90_ms: 8.0, p99_ms: 17.5, max_ms: 70.0, mean_ms: 4.5 };
+        RelayRun {
+            drains: vec![Drain { throughput: t(67_176.0), ..Drain::default() }],
+            producer_ceilings: vec![t(185_284.0)],
+            sql_ceilings: vec![t(118_913.0)],
+            steady: Steady {
+                writer,
+                latency: Some(latency),
+                matched: events,
+                events_per_commit_basis: basis.to_owned(),
+                ..Steady::default()
+            },
+            ..RelayRun::default()
+        }
+    }
+
+    #[test]
+    fn the_load_is_reached_at_95_percent_of_the_events_asked_and_no_errors() {
+        let at = |achieved: f64, errors: u64| WriterResult {
+            target_rate: 1000.0,
+            achieved_rate: achieved,
+            errors,
+            scheduled: 30_000,
+            ..WriterResult::default()
+        };
+        assert_eq!(load_shortfall(&at(1000.0, 0)), None);
+        assert_eq!(load_shortfall(&at(950.0, 0)), None);
+        assert_eq!(
+            load_shortfall(&at(949.0, 0)).as_deref(),
+            Some("the writer reached only 949 of the 1000 events/s asked")
+        );
+        assert_eq!(
+            load_shortfall(&at(1000.0, 3)).as_deref(),
+            Some("3 of the writer's 30000 transactions failed or were not attempted")
+        );
+        assert!(load_shortfall(&at(f64::NAN, 0)).is_some());
+    }
+
+    #[test]
+    fn events_grouped_in_commits_reach_the_load_and_say_so() -> Result<()> {
+        let basis =
+            "auto: the smallest N with 33588/N ≤ 1314 commits/s, 50 % of the 2629 commits/s the writer can make";
+        let text = render(&run(writer(33_588.0, 33_588.0, 26, 0), basis), &args(), "2026-11-27 10:00 UTC")?;
+        assert!(
+            text.contains(
+                "| p99 of Kafka CreateTime − commit < 50 ms at 50 % of the drain rate (33588 events/s) | **17.50 ms** \
+                 (p50 4.00 ms, max 70.00 ms) at 33588 events/s in 1292 commits/s of 26 events each | met |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| writer: asked | **33588 events/s** (50 % of the drain rate) in transactions of 26 events, each of a \
+                 different order: 1292 commits/s |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(&format!("| writer: events per transaction | 26 ({basis}) |")), "{text}");
+        assert!(
+            text.contains(
+                "| writer: reached | **33588 events/s** (100 % of what was asked) in 1292 commits/s over the 30.0 s \
+                 schedule: 38755 of 38755 transactions committed, 1007630 events"
+            ),
+            "{text}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn one_event_per_commit_short_of_the_rate_is_not_shown() -> Result<()> {
+        let text = render(&run(writer(33_588.0, 2467.0, 1, 0), ""), &args(), "2026-11-27 10:00 UTC")?;
+        assert!(
+            text.contains(
+                "at 2467 events/s in 2467 commits/s of 1 event each (**the writer reached only 2467 of the 33588 \
+                 events/s asked**) | **not shown**: the load was not reached |"
+            ),
+            "{text}"
+        );
+        // A run from before the knob says nothing of how N was chosen.
+        assert!(!text.contains("writer: events per transaction"), "{text}");
+
+        let text = render(&run(writer(33_588.0, 33_588.0, 26, 12), "given"), &args(), "2026-11-27 10:00 UTC")?;
+        assert!(
+            text.contains(
+                "(**12 of the writer's 38755 transactions failed or were not attempted**) | **not shown**: the load \
+                 was not reached |"
+            ),
+            "{text}"
+        );
+        Ok(())
+    }
 }
