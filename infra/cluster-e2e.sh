@@ -49,12 +49,12 @@ diagnose() {
   k get pods -A -o wide || true
   k -n "$NS" get events --sort-by=.lastTimestamp | tail -n 40 || true
   k -n "$NS" get orderingsystem "$NAME" -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}' || true
-  local pod
-  for pod in $(k -n "$NS" get pods -o name 2>/dev/null) $(k -n "$OPERATOR_NS" get pods -o name 2>/dev/null); do
-    echo "----- $pod" >&2
-    k -n "${pod#*/}" logs "$pod" --all-containers --tail=20 2>/dev/null >&2 ||
-      k logs -n "$NS" "$pod" --all-containers --tail=20 >&2 2>/dev/null ||
-      k logs -n "$OPERATOR_NS" "$pod" --all-containers --tail=20 >&2 2>/dev/null || true
+  local ns pod
+  for ns in "$NS" "$OPERATOR_NS"; do
+    for pod in $(k -n "$ns" get pods -o name 2>/dev/null); do
+      echo "----- $ns/$pod" >&2
+      k -n "$ns" logs "$pod" --all-containers --tail=20 >&2 2>/dev/null || true
+    done
   done
 }
 
