@@ -132,8 +132,9 @@ kind-up: ## create the kind cluster from kind-config.yaml
 	kind create cluster --config kind-config.yaml --name $(KIND_CLUSTER)
 images: ## build ordexa:dev and ordexa-operator:dev without Docker (infra/images.sh); archives in ~/.cache/ordexa/images
 	ORDEXA_IMAGE_TAG=$(IMAGE_TAG) bash infra/images.sh build
-kind-load: ## load the images into the kind cluster
-	kind load docker-image ordexa-operator:$(IMAGE_TAG) ordexa:$(IMAGE_TAG) --name $(KIND_CLUSTER)
+kind-load: ## load the image archives of make images into the kind cluster
+	kind load image-archive $(ORDEXA_CACHE_DIR)/images/ordexa-operator-$(IMAGE_TAG).tar --name $(KIND_CLUSTER)
+	kind load image-archive $(ORDEXA_CACHE_DIR)/images/ordexa-$(IMAGE_TAG).tar --name $(KIND_CLUSTER)
 deploy: ## install or upgrade the operator with its Helm chart in namespace ordexa-system
 	helm upgrade --install ordexa-operator charts/ordexa-operator --namespace ordexa-system --create-namespace \
 	  --set image.tag=$(IMAGE_TAG) --set image.pullPolicy=Never --wait
