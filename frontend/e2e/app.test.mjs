@@ -4,18 +4,16 @@
 // The scenarios run in order and share the orders they create.
 
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchBrowser, shot as saveShot } from './browser.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BASE = process.env.ORDEXA_E2E_BASE_URL;
 if (!BASE) throw new Error('ORDEXA_E2E_BASE_URL is not set; run `make test-e2e`, which starts the stack and sets it');
 const SHOTS = process.env.ORDEXA_E2E_SCREENSHOTS ?? join(here, '..', 'test-output', 'screenshots');
-const CHROMIUM = process.env.ORDEXA_CHROMIUM ?? '/usr/bin/chromium';
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 // Statuses arrive by polling (2 s) after the projector caught up: allow for a slow machine.
 const UPDATE_TIMEOUT = 30_000;
@@ -25,14 +23,9 @@ const customerA = `e2e-a-${run}`;
 const customerB = `e2e-b-${run}`;
 const staff = `e2e-staff-${run}`;
 
-mkdirSync(SHOTS, { recursive: true });
-
 let browser;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-gpu'],
-  });
+  browser = await launchBrowser();
 });
 after(async () => {
   await browser?.close();
@@ -53,7 +46,7 @@ async function newPage(viewport = { width: 1280, height: 900 }) {
 }
 
 async function shot(page, name) {
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  await saveShot(page, SHOTS, name);
 }
 
 /** Signs in with the keyboard only: Tab to the field, type, Enter. */

@@ -5,11 +5,10 @@
 // The catalog starts empty (the migration Job seeds nothing), so staff adds a product first.
 
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchBrowser, shot as saveShot } from './browser.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 function required(name) {
@@ -22,19 +21,13 @@ const CUSTOMER_TOKEN = required('ORDEXA_E2E_CUSTOMER_TOKEN');
 const STAFF_TOKEN = required('ORDEXA_E2E_STAFF_TOKEN');
 const RUN = required('ORDEXA_E2E_RUN');
 const SHOTS = process.env.ORDEXA_E2E_SCREENSHOTS ?? join(here, '..', 'test-output', 'cluster');
-const CHROMIUM = process.env.ORDEXA_CHROMIUM ?? '/usr/bin/chromium';
 // Every step crosses the cluster's pods (web → api → PostgreSQL; relay → Kafka → projector →
 // Cassandra), on two cores shared with the servers and the cluster itself.
 const UPDATE_TIMEOUT = 60_000;
 
-mkdirSync(SHOTS, { recursive: true });
-
 let browser;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-gpu'],
-  });
+  browser = await launchBrowser();
 });
 after(async () => {
   await browser?.close();
@@ -48,7 +41,7 @@ async function newPage() {
 }
 
 async function shot(page, name) {
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  await saveShot(page, SHOTS, name);
 }
 
 /** The production sign-in: paste the access token. */
