@@ -93,14 +93,33 @@ pub fn run(args: ApiLoadArgs) -> Result<()> {
 }
 
 /// Everything a request needs, shared by all requests.
-struct Target {
-    client: reqwest::Client,
-    url: String,
+pub(crate) struct Target {
+    pub(crate) client: reqwest::Client,
+    pub(crate) url: String,
     /// `Bearer <token>` of each user.
-    authorizations: Vec<String>,
-    bodies: Vec<String>,
+    pub(crate) authorizations: Vec<String>,
+    pub(crate) bodies: Vec<String>,
     /// Requests sent so far, across steps; picks the user and the body.
-    sequence: AtomicU64,
+    pub(crate) sequence: AtomicU64,
+}
+
+impl Target {
+    /// Sends the next create (users and bodies taken in turn); a transport failure is named by
+    /// its kind.
+    pub(crate) async fn send_create(&self, idempotency_key: String) -> Result<reqwest::Response, String> {
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let user = usize::try_from(n % self.authorizations.len() as u64).unwrap_or(0);
+        let body = usize::try_from(n % self.bodies.len() as u64).unwrap_or(0);
+        self.client
+            .post(&self.url)
+            .header(AUTHORIZATION, &self.authorizations[user])
+            .header(CONTENT_TYPE, "application/json")
+            .header("idempotency-key", idempotency_key)
+            .body(self.bodies[body].clone())
+            .send()
+            .await
+            .map_err(|e| error_kind(&e))
+    }
 }
 
 /// What the requests of one step recorded.
@@ -149,7 +168,7 @@ fn lock(recorder: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
     recorder.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn error_kind(err: &reqwest::Error) -> String {
+pub(crate) fn error_kind(err: &reqwest::Error) -> String {
     let kind = if err.is_timeout() {
         "timeout"
     } else if err.is_connect() {
@@ -166,19 +185,7 @@ fn error_kind(err: &reqwest::Error) -> String {
 
 /// Sends one create and says whether it succeeded (201 with the whole body read).
 async fn create(target: &Target, idempotency_key: String) -> Result<(), String> {
-    let n = target.sequence.fetch_add(1, Ordering::Relaxed);
-    let user = usize::try_from(n % target.authorizations.len() as u64).unwrap_or(0);
-    let body = usize::try_from(n % target.bodies.len() as u64).unwrap_or(0);
-    let response = target
-        .client
-        .post(&target.url)
-        .header(AUTHORIZATION, &target.authorizations[user])
-        .header(CONTENT_TYPE, "application/json")
-        .header("idempotency-key", idempotency_key)
-        .body(target.bodies[body].clone())
-        .send()
-        .await
-        .map_err(|e| error_kind(&e))?;
+    let response = target.send_create(idempotency_key).await?;
     let status = response.status();
     response.bytes().await.map_err(|e| error_kind(&e))?;
     if status == StatusCode::CREATED { Ok(()) } else { Err(format!("HTTP {}", status.as_u16())) }

@@ -4,7 +4,7 @@
 //! order takes to become visible in the read model; then a burst and the catch-up.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use ordexa_api::Auth;
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use reqwest::header::LOCATION;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,7 @@ use super::pipeline::{self, Ended, Next, PipelineLadder};
 use super::process::{self, Workload};
 use super::{ApiRateMode, E2eArgs, cluster, groups, nodes, quiet};
 use crate::ladder::{self, Latency};
+use crate::load::{Target, error_kind};
 use crate::procfs::{self, CpuSnapshot, CpuUsage, Memory};
 use crate::relay::outbox::wall_micros;
 use crate::workload;
@@ -96,15 +97,6 @@ pub struct Live {
     pub exits: BTreeMap<String, String>,
     pub orders_committed: i64,
     pub orders_projected: i64,
-}
-
-/// The API's create endpoint and what every request needs.
-struct Target {
-    client: reqwest::Client,
-    url: String,
-    authorizations: Vec<String>,
-    bodies: Vec<String>,
-    sequence: AtomicU64,
 }
 
 /// A created order to follow until it is visible.
@@ -556,22 +548,10 @@ impl Ctx<'_> {
 
 /// Sends one create; on 201 the order id (from `Location`) and, for a sampled one, what to follow.
 async fn create(target: &Target, sample: bool) -> Result<Option<Sample>, String> {
-    let n = target.sequence.fetch_add(1, Ordering::Relaxed);
-    let user = usize::try_from(n % target.authorizations.len() as u64).unwrap_or(0);
-    let body = usize::try_from(n % target.bodies.len() as u64).unwrap_or(0);
-    let response = target
-        .client
-        .post(&target.url)
-        .header(AUTHORIZATION, &target.authorizations[user])
-        .header(CONTENT_TYPE, "application/json")
-        .header("idempotency-key", Uuid::new_v4().to_string())
-        .body(target.bodies[body].clone())
-        .send()
-        .await
-        .map_err(|e| transport_error(&e))?;
+    let response = target.send_create(Uuid::new_v4().to_string()).await?;
     let status = response.status();
     let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
+    let bytes = response.bytes().await.map_err(|e| error_kind(&e))?;
     let response_us = wall_micros();
     if status != StatusCode::CREATED {
         return Err(format!("HTTP {}", status.as_u16()));
@@ -589,16 +569,6 @@ async fn create(target: &Target, sample: bool) -> Result<Option<Sample>, String>
         .and_then(|v| v["created_at"].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()))
         .and_then(|t| u64::try_from(t.timestamp_micros()).ok());
     Ok(Some(Sample { id, response_us, created_us }))
-}
-
-fn transport_error(err: &reqwest::Error) -> String {
-    if err.is_timeout() {
-        "timeout".to_owned()
-    } else if err.is_connect() {
-        "connect".to_owned()
-    } else {
-        "transport".to_owned()
-    }
 }
 
 struct Followed {

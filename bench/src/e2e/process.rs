@@ -31,9 +31,20 @@ impl Workload {
     /// goes to `<work_dir>/<name>.log`, its pid to `<work_dir>/<name>.pid` (for the script's
     /// clean-up should this process die first).
     pub fn start(ordexa: &Path, role: &str, name: &str, env: &[(&str, String)], work_dir: &Path) -> Result<Self> {
-        let addr = format!("127.0.0.1:{}", free_port()?);
         let log = work_dir.join(format!("{name}.log"));
         let pid_file = work_dir.join(format!("{name}.pid"));
+        Self::start_logged(ordexa, role, env, log, pid_file)
+    }
+
+    /// [`Workload::start`] with the log and pid file where the caller wants them.
+    pub fn start_logged(
+        ordexa: &Path,
+        role: &str,
+        env: &[(&str, String)],
+        log: PathBuf,
+        pid_file: PathBuf,
+    ) -> Result<Self> {
+        let addr = format!("127.0.0.1:{}", free_port()?);
         let log_file = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut command = Command::new(ordexa);
         command.arg(role);

@@ -863,19 +863,7 @@ async fn measure(
 
 /// The relay's batch durations from its `ordexa_relay_batch_seconds` summary.
 fn relay_batch_ms(metrics: &str) -> Option<Latency> {
-    let name = "ordexa_relay_batch_seconds";
-    let q =
-        |quantile: &str| process::metric(metrics, &format!("{name}{{quantile=\"{quantile}\"}}")).map(|s| s * 1000.0);
-    let count = process::metric(metrics, &format!("{name}_count"))?;
-    let sum = process::metric(metrics, &format!("{name}_sum"))?;
-    Some(Latency {
-        count: count as u64,
-        p50_ms: q("0.5")?,
-        p90_ms: q("0.9")?,
-        p99_ms: q("0.99")?,
-        max_ms: q("1")?,
-        mean_ms: if count > 0.0 { 1000.0 * sum / count } else { 0.0 },
-    })
+    crate::e2e::process::summary_ms(metrics, "ordexa_relay_batch_seconds")
 }
 
 /// Matches what was read back against the writer's commit times.
