@@ -406,12 +406,12 @@ async fn drain_rounds(args: &E2eArgs, run: &mut E2eRun) -> Result<()> {
         topic_prefix: args.topic_prefix.clone(),
         batch_size: 1000,
         poll_interval: Duration::from_secs(1),
-        delivery_timeout: Duration::from_secs(30),
+        batches_in_flight: 4,
     };
     eprintln!("[e2e] preloading {} events into {topic}", rows.len());
     let started = Instant::now();
     let (producer, _) = kafka::ready_producer(&config).await?;
-    kafka::produce_from_memory(&producer, &topic, &rows, 1000).await?;
+    kafka::produce_from_memory(&producer, &topic, &rows, 1000, 4).await?;
     drop(producer);
     run.preload_s = started.elapsed().as_secs_f64();
     let in_topic = kafka::total(&kafka::high_watermarks(&args.kafka_bootstrap, &topic)?);

@@ -2,7 +2,7 @@
 //! what the relay published, and the producer ceiling — the relay's producer, with the relay's
 //! configuration, sending the same messages from memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -125,34 +125,44 @@ pub async fn ready_producer(config: &RelayConfig) -> Result<(FutureProducer, Dur
 }
 
 /// The producer ceiling: the relay's message for each row (key, payload, headers), batches of
-/// `batch` queued at once with their delivery reports awaited together, as the relay does —
-/// but from memory, with no database in the loop. Returns how long each batch took.
+/// `batch` queued at once with their delivery reports awaited together, up to `in_flight` batches
+/// queued, as the relay does — but from memory, with no database in the loop. Returns how long
+/// each batch took, from queueing to its last acknowledgement.
 pub async fn produce_from_memory(
     producer: &FutureProducer,
     topic: &str,
     rows: &[OutboxEvent],
     batch: usize,
+    in_flight: usize,
 ) -> Result<Vec<Duration>> {
     let mut batches = Vec::new();
-    for chunk in rows.chunks(batch.max(1)) {
-        let started = std::time::Instant::now();
-        let mut deliveries = Vec::with_capacity(chunk.len());
-        for row in chunk {
-            let key = row.aggregate_id.hyphenated().to_string();
-            let event_id = row.event_id.hyphenated().to_string();
-            let schema_version = EVENT_SCHEMA_VERSION.to_string();
-            let headers = OwnedHeaders::new_with_capacity(4)
-                .insert(Header { key: "event_id", value: Some(event_id.as_str()) })
-                .insert(Header { key: "type", value: Some(row.event_type) })
-                .insert(Header { key: "schema_version", value: Some(schema_version.as_str()) })
-                .insert(Header { key: "traceparent", value: Some(row.traceparent.as_str()) });
-            let record = FutureRecord::to(topic).key(&key).payload(&row.payload).headers(headers);
-            match producer.send_result(record) {
-                Ok(delivery) => deliveries.push(delivery),
-                Err((err, _)) => return Err(err).context("queueing a message"),
+    let mut queued = VecDeque::with_capacity(in_flight);
+    let mut chunks = rows.chunks(batch.max(1));
+    loop {
+        // Keep `in_flight` batches queued, as the relay does, and await the oldest.
+        while queued.len() < in_flight.max(1) {
+            let Some(chunk) = chunks.next() else { break };
+            let started = std::time::Instant::now();
+            let mut deliveries = Vec::with_capacity(chunk.len());
+            for row in chunk {
+                let key = row.aggregate_id.hyphenated().to_string();
+                let event_id = row.event_id.hyphenated().to_string();
+                let schema_version = EVENT_SCHEMA_VERSION.to_string();
+                let headers = OwnedHeaders::new_with_capacity(4)
+                    .insert(Header { key: "event_id", value: Some(event_id.as_str()) })
+                    .insert(Header { key: "type", value: Some(row.event_type) })
+                    .insert(Header { key: "schema_version", value: Some(schema_version.as_str()) })
+                    .insert(Header { key: "traceparent", value: Some(row.traceparent.as_str()) });
+                let record = FutureRecord::to(topic).key(&key).payload(&row.payload).headers(headers);
+                match producer.send_result(record) {
+                    Ok(delivery) => deliveries.push(delivery),
+                    Err((err, _)) => return Err(err).context("queueing a message"),
+                }
             }
+            queued.push_back((started, join_all(deliveries)));
         }
-        for result in join_all(deliveries).await {
+        let Some((started, deliveries)) = queued.pop_front() else { break };
+        for result in deliveries.await {
             match result {
                 Ok(Ok(_)) => {}
                 Ok(Err((err, _))) => return Err(err).context("a message was not delivered"),

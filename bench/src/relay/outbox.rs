@@ -23,9 +23,10 @@ use crate::workload;
 /// `ordexa_store`'s outbox insert (`insert_outbox` in workloads/store/src/orders.rs), verbatim.
 pub const INSERT_SQL: &str = "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, \
      schema_version, payload, headers) VALUES ($1, $2, $3, $4, $5, $6::json, $7)";
-/// The relay's claim (`publish_batch` in workloads/relay/src/lib.rs), verbatim.
+/// The relay's claim (`claim` in workloads/relay/src/lib.rs), verbatim: the oldest rows whose ids
+/// are not in `$2` (the batches in flight).
 pub const CLAIM_SQL: &str = "SELECT id, aggregate_id, event_id, event_type, schema_version, payload::text AS payload, \
-     headers->>'traceparent' AS traceparent FROM outbox ORDER BY id LIMIT $1 FOR UPDATE";
+     headers->>'traceparent' AS traceparent FROM outbox WHERE id <> ALL($2) ORDER BY id LIMIT $1";
 /// The relay's removal of a published batch, verbatim.
 pub const DELETE_SQL: &str = "DELETE FROM outbox WHERE id = ANY($1)";
 /// The most events one writer transaction may commit (a multi-row INSERT binds 7 per row, and
@@ -508,17 +509,18 @@ impl WaitSampler {
 }
 
 /// The relay's claim and removal alone, without Kafka: on one session (as the relay's leader
-/// session), transaction after transaction, claim up to `batch` rows in id order `FOR UPDATE`,
-/// read them as the relay does, delete them by id and commit, until a claim finds nothing.
-/// Returns the rows removed and how long each transaction that removed rows took.
+/// session), claim up to `batch` rows in id order as the relay does (an unnamed statement, so
+/// planned for its ids; none are in flight here), read them as the relay does, delete them by id
+/// (autocommit, as the relay), until a claim finds nothing. Returns the rows removed and how long
+/// each claim-and-delete that removed rows took.
 pub async fn claim_and_remove(conn: &mut PgConnection, batch: i64) -> Result<(u64, Vec<Duration>)> {
     let (mut removed, mut batches) = (0u64, Vec::new());
+    let none_in_flight: Vec<i64> = Vec::new();
     loop {
         let started = Instant::now();
-        let mut tx = conn.begin().await?;
-        let rows = sqlx::query(CLAIM_SQL).bind(batch).fetch_all(&mut *tx).await?;
+        let rows =
+            sqlx::query(CLAIM_SQL).bind(batch).bind(&none_in_flight).persistent(false).fetch_all(&mut *conn).await?;
         if rows.is_empty() {
-            tx.commit().await?;
             break;
         }
         // The same decoding as the relay's, so the client side costs the same.
@@ -533,8 +535,7 @@ pub async fn claim_and_remove(conn: &mut PgConnection, batch: i64) -> Result<(u6
             let _: Option<String> = row.try_get("traceparent")?;
             ids.push(id);
         }
-        sqlx::query(DELETE_SQL).bind(&ids).execute(&mut *tx).await?;
-        tx.commit().await?;
+        sqlx::query(DELETE_SQL).bind(&ids).execute(&mut *conn).await?;
         removed += ids.len() as u64;
         batches.push(started.elapsed());
     }

@@ -240,9 +240,10 @@ struct RelayArgs {
     /// Fallback poll when no notification arrives.
     #[arg(long, env = "ORDEXA_RELAY_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
-    /// How long one message may take to reach Kafka before its batch is retried.
-    #[arg(long, env = "ORDEXA_RELAY_DELIVERY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    delivery_timeout: Duration,
+    /// Batches queued on Kafka and not yet acknowledged, at most; the next batch is claimed while
+    /// earlier ones are in flight (1: one batch at a time).
+    #[arg(long, env = "ORDEXA_RELAY_BATCHES_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    batches_in_flight: u16,
 }
 
 #[derive(Debug, Args)]
@@ -503,7 +504,7 @@ async fn dev(args: DevArgs) -> Result<(), Error> {
         topic_prefix: args.kafka.topic_prefix.clone(),
         batch_size: 1000,
         poll_interval: Duration::from_secs(1),
-        delivery_timeout: Duration::from_secs(30),
+        batches_in_flight: 4,
     };
     let relay = tokio::spawn(ordexa_relay::run(relay_config, relay_health, shutdown.clone()));
     let projector_config = args.tuning.config(&args.kafka);
@@ -540,7 +541,7 @@ async fn relay(args: RelayArgs) -> Result<(), Error> {
         topic_prefix: args.kafka.topic_prefix,
         batch_size: args.batch_size,
         poll_interval: args.poll_interval,
-        delivery_timeout: args.delivery_timeout,
+        batches_in_flight: usize::from(args.batches_in_flight),
     };
     let shutdown = ordexa_runtime::Shutdown::on_signals();
     let health = ordexa_runtime::Health::new("starting");

@@ -7,20 +7,33 @@
 //! advisory lock and publishes; the others stand by and take over when its session ends
 //! (a crash or `kill -9` closes the session and frees the lock at once).
 //!
-//! Delivery. A batch is claimed (`FOR UPDATE`) in a transaction, produced through an
-//! idempotent, gapless producer, its delivery reports awaited together, and only then deleted
-//! and committed. A crash between Kafka's acknowledgement and the commit republishes the batch:
-//! at least once, duplicates being exact repeats of earlier messages. An uncommitted row is
-//! never visible to the relay, so it is never published.
+//! Delivery. The leader claims a batch (the oldest rows not already in flight), queues it on an
+//! idempotent, gapless producer and, without waiting, claims and queues the next, up to
+//! `batches_in_flight` batches. Batches are acknowledged in the order they were queued; each is
+//! deleted once Kafka acknowledged every message in it. A crash between Kafka's acknowledgement
+//! and the delete republishes the batch: at least once, duplicates being exact repeats of earlier
+//! messages. An uncommitted row is never visible to the relay, so it is never published.
+//!
+//! Why overlapping batches keeps each order's events in order: every message of an order goes
+//! to one partition, queued in id order. Messages never time out inside the producer
+//! (`message.timeout.ms` = 0: it retries until Kafka is back), and an error that could leave a
+//! gap is fatal (`enable.gapless.guarantee`), so what one producer delivers to a partition is a
+//! prefix of what it queued there. After any failure the relay starts again from the oldest row
+//! it has not deleted, so a partition holds interleavings of prefixes of the same id-ordered
+//! sequence, in which the first copy of every message comes in id order; every later copy is an
+//! exact repeat.
 
 pub mod topics;
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
+use futures::channel::oneshot::Canceled;
+use futures::future::{JoinAll, join_all};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -42,8 +55,9 @@ pub struct RelayConfig {
     pub batch_size: i64,
     /// How often to look for rows when no notification arrives (a missed NOTIFY, a restart).
     pub poll_interval: Duration,
-    /// How long librdkafka keeps retrying one message before the batch fails.
-    pub delivery_timeout: Duration,
+    /// Batches queued on the producer and not yet acknowledged, at most (1: claim, publish and
+    /// delete one batch at a time).
+    pub batches_in_flight: usize,
 }
 
 impl RelayConfig {
@@ -86,7 +100,9 @@ pub fn producer(config: &RelayConfig) -> Result<FutureProducer, RelayError> {
         .set("batch.num.messages", "10000")
         // The same key → partition mapping as Kafka's Java clients.
         .set("partitioner", "murmur2_random")
-        .set("message.timeout.ms", config.delivery_timeout.as_millis().to_string())
+        // Never give up on a message: a timed-out message could leave a gap that a later batch
+        // fills past. While Kafka is away the relay waits, not ready, and goes on when it is back.
+        .set("message.timeout.ms", "0")
         .create()?)
 }
 
@@ -130,14 +146,8 @@ pub async fn run(config: RelayConfig, health: Health, mut shutdown: Shutdown) ->
             }
         }
         let Some(conn) = leader.as_mut() else { continue };
-        match publish_batch(conn, &producer, &topic, config.batch_size, &health).await {
-            Ok(published) => {
-                failures = 0;
-                health.ready();
-                if published == 0 {
-                    wait_for_rows(listener.as_mut(), config.poll_interval, &mut shutdown).await;
-                }
-            }
+        match publish(conn, &producer, &topic, &config, listener.as_mut(), &health, &mut shutdown).await {
+            Ok(()) => failures = 0,
             Err(err) => {
                 failures += 1;
                 metrics::counter!("ordexa_relay_publish_errors_total").increment(1);
@@ -183,30 +193,112 @@ async fn acquire_leadership(url: &str) -> Result<Option<PgConnection>, sqlx::Err
     }
 }
 
-/// Claims up to `limit` rows in id order, publishes them, and deletes them once Kafka has
-/// acknowledged every one. Returns how many were published.
-async fn publish_batch(
+/// How long the oldest batch may wait for Kafka before the relay reports not ready.
+const STALL_AFTER: Duration = Duration::from_secs(5);
+/// How long a stopping relay waits for the batches in flight before it leaves them in the
+/// outbox (to be published again by whoever leads next).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A batch queued on the producer, waiting for Kafka's acknowledgements.
+struct InFlight {
+    ids: Vec<i64>,
+    claimed: Instant,
+    queued: Instant,
+    stalled: bool,
+    deliveries: JoinAll<DeliveryFuture>,
+}
+
+/// What the leader waits for while batches are in flight.
+enum Wake {
+    Acknowledged(Vec<Result<OwnedDeliveryResult, Canceled>>),
+    Stalled,
+    Notified,
+    Shutdown,
+}
+
+/// Publishes the outbox as the leader: keeps up to `batches_in_flight` batches queued on the
+/// producer, deletes each once Kafka acknowledged all of it (oldest first), and waits for a
+/// notification when the outbox is empty. Returns `Ok` on shutdown; on an error the batches in
+/// flight stay in the outbox, to be published again.
+async fn publish(
     conn: &mut PgConnection,
     producer: &FutureProducer,
     topic: &str,
-    limit: i64,
+    config: &RelayConfig,
+    mut listener: Option<&mut PgListener>,
     health: &Health,
-) -> Result<usize, RelayError> {
-    let started = Instant::now();
-    let mut tx = conn.begin().await?;
+    shutdown: &mut Shutdown,
+) -> Result<(), RelayError> {
+    let depth = config.batches_in_flight.max(1);
+    let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(depth);
+    // Whether the outbox may hold rows not claimed yet: false once a claim came back short,
+    // true again on a notification or the fallback poll.
+    let mut more = true;
+    loop {
+        if shutdown.is_fired() {
+            return finish(conn, in_flight).await;
+        }
+        if more && in_flight.len() < depth {
+            let claimed = Instant::now();
+            let rows = claim(conn, config.batch_size, &in_flight).await?;
+            more = i64::try_from(rows.len()).is_ok_and(|n| n >= config.batch_size);
+            if !rows.is_empty() {
+                in_flight.push_back(queue(producer, topic, rows, claimed)?);
+            }
+            continue;
+        }
+        let Some(oldest) = in_flight.front_mut() else {
+            health.ready();
+            wait_for_rows(listener.as_deref_mut(), config.poll_interval, shutdown).await;
+            more = true;
+            continue;
+        };
+        let stall_at = tokio::time::Instant::from_std(oldest.queued + STALL_AFTER);
+        let wake = tokio::select! {
+            results = &mut oldest.deliveries => Wake::Acknowledged(results),
+            () = tokio::time::sleep_until(stall_at), if !oldest.stalled => Wake::Stalled,
+            () = notified(listener.as_deref_mut()), if !more => Wake::Notified,
+            () = shutdown.wait() => Wake::Shutdown,
+        };
+        match wake {
+            Wake::Acknowledged(results) => {
+                if let Some(batch) = in_flight.pop_front() {
+                    acknowledged(conn, &batch, results).await?;
+                    health.ready();
+                }
+            }
+            Wake::Stalled => {
+                oldest.stalled = true;
+                health.not_ready(format!(
+                    "Kafka has not acknowledged the oldest batch in flight for {} s",
+                    STALL_AFTER.as_secs()
+                ));
+            }
+            Wake::Notified => more = true,
+            Wake::Shutdown => {}
+        }
+    }
+}
+
+/// The oldest rows not already in flight, in id order. The statement is planned for the ids it
+/// is given (an unnamed statement): a generic plan would compare every row with every id in
+/// flight, a custom one hashes them.
+async fn claim(
+    conn: &mut PgConnection,
+    limit: i64,
+    in_flight: &VecDeque<InFlight>,
+) -> Result<Vec<OutboxRow>, RelayError> {
+    let excluded: Vec<i64> = in_flight.iter().flat_map(|batch| batch.ids.iter().copied()).collect();
     let rows = sqlx::query(
         "SELECT id, aggregate_id, event_id, event_type, schema_version, payload::text AS payload, \
-         headers->>'traceparent' AS traceparent FROM outbox ORDER BY id LIMIT $1 FOR UPDATE",
+         headers->>'traceparent' AS traceparent FROM outbox WHERE id <> ALL($2) ORDER BY id LIMIT $1",
     )
     .bind(limit)
-    .fetch_all(&mut *tx)
+    .bind(&excluded)
+    .persistent(false)
+    .fetch_all(&mut *conn)
     .await?;
-    if rows.is_empty() {
-        tx.commit().await?;
-        return Ok(0);
-    }
-    let rows = rows
-        .iter()
+    rows.iter()
         .map(|r| {
             Ok(OutboxRow {
                 id: r.try_get("id")?,
@@ -218,9 +310,17 @@ async fn publish_batch(
                 traceparent: r.try_get("traceparent")?,
             })
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(RelayError::from)
+}
 
-    // Queue the whole batch first, then wait for every delivery report together.
+/// Queues every row of a batch on the producer, in id order, without waiting.
+fn queue(
+    producer: &FutureProducer,
+    topic: &str,
+    rows: Vec<OutboxRow>,
+    claimed: Instant,
+) -> Result<InFlight, RelayError> {
     let mut deliveries = Vec::with_capacity(rows.len());
     for row in &rows {
         let key = row.aggregate_id.hyphenated().to_string();
@@ -239,30 +339,64 @@ async fn publish_batch(
             Err((err, _)) => return Err(err.into()),
         }
     }
-    let all = join_all(deliveries);
-    tokio::pin!(all);
-    let results = tokio::select! {
-        results = &mut all => results,
-        () = tokio::time::sleep(Duration::from_secs(5)) => {
-            health.not_ready("Kafka has not acknowledged the current batch for 5 s");
-            all.await
-        }
-    };
-    for (row, result) in rows.iter().zip(results) {
+    Ok(InFlight {
+        ids: rows.iter().map(|r| r.id).collect(),
+        claimed,
+        queued: Instant::now(),
+        stalled: false,
+        deliveries: join_all(deliveries),
+    })
+}
+
+/// Checks a batch's delivery reports and, if Kafka took every message, deletes its rows.
+async fn acknowledged(
+    conn: &mut PgConnection,
+    batch: &InFlight,
+    results: Vec<Result<OwnedDeliveryResult, Canceled>>,
+) -> Result<(), RelayError> {
+    for (id, result) in batch.ids.iter().zip(results) {
         match result {
             Ok(Ok(_)) => {}
             Ok(Err((err, _))) => return Err(err.into()),
-            Err(_) => return Err(RelayError::BadRow { id: row.id, reason: "delivery report lost".into() }),
+            Err(Canceled) => return Err(RelayError::BadRow { id: *id, reason: "delivery report lost".into() }),
         }
     }
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&batch.ids).execute(&mut *conn).await?;
+    let elapsed = batch.claimed.elapsed();
+    metrics::counter!("ordexa_relay_published_total").increment(batch.ids.len() as u64);
+    metrics::histogram!("ordexa_relay_batch_seconds").record(elapsed.as_secs_f64());
+    tracing::debug!(rows = batch.ids.len(), elapsed_ms = elapsed.as_millis() as u64, "batch published");
+    Ok(())
+}
 
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
-    tx.commit().await?;
-    metrics::counter!("ordexa_relay_published_total").increment(rows.len() as u64);
-    metrics::histogram!("ordexa_relay_batch_seconds").record(started.elapsed().as_secs_f64());
-    tracing::debug!(rows = rows.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch published");
-    Ok(rows.len())
+/// On shutdown: waits up to [`SHUTDOWN_GRACE`] for the batches in flight, oldest first, and
+/// deletes those Kafka acknowledged; the rest stay in the outbox.
+async fn finish(conn: &mut PgConnection, in_flight: VecDeque<InFlight>) -> Result<(), RelayError> {
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    let mut left = in_flight.len();
+    for mut batch in in_flight {
+        match tokio::time::timeout_at(deadline, &mut batch.deliveries).await {
+            Ok(results) => acknowledged(conn, &batch, results).await?,
+            Err(_) => {
+                tracing::info!(batches = left, "stopping with batches unacknowledged; they stay in the outbox");
+                break;
+            }
+        }
+        left -= 1;
+    }
+    Ok(())
+}
+
+/// Resolves on the next notification; never without a listener.
+async fn notified(listener: Option<&mut PgListener>) {
+    match listener {
+        Some(listener) => {
+            if let Err(err) = listener.recv().await {
+                tracing::debug!(error = %err, "LISTEN connection lost; it reconnects on the next wait");
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits for a NOTIFY, the fallback poll, or shutdown, whichever comes first.

@@ -50,7 +50,7 @@ async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> Test
         topic_prefix: prefix.clone(),
         batch_size: 100,
         poll_interval: Duration::from_millis(500),
-        delivery_timeout: Duration::from_secs(30),
+        batches_in_flight: 4,
     };
     let (trigger, shutdown) = Shutdown::new();
     let health = Health::new("starting");

@@ -73,7 +73,7 @@ impl TestApp {
             topic_prefix: prefix.clone(),
             batch_size: 1000,
             poll_interval: Duration::from_millis(500),
-            delivery_timeout: Duration::from_secs(30),
+            batches_in_flight: 4,
         };
         tokio::spawn(ordexa_relay::run(relay, Health::new("starting"), shutdown.clone()));
         let projector = ordexa_projector::ProjectorConfig {

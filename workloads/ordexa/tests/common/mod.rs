@@ -139,6 +139,10 @@ pub fn spawn_relay(world: &World, http_port: u16) -> Result<Relay, Failure> {
             .env("ORDEXA_TOPIC_PREFIX", &world.prefix)
             .env("ORDEXA_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
             .env("ORDEXA_RELAY_POLL_INTERVAL", "200ms")
+            // Small batches, several in flight: the tests cross kills and outages with many
+            // overlapping batches, each claimed while earlier ones wait for Kafka.
+            .env("ORDEXA_RELAY_BATCH_SIZE", "50")
+            .env("ORDEXA_RELAY_BATCHES_IN_FLIGHT", "4")
             .env("RUST_LOG", "error,ordexa_relay=info")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
