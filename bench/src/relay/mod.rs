@@ -675,9 +675,12 @@ async fn sql_ceiling(ctx: &Ctx) -> Result<Throughput> {
     let busy_before = quiet(args, "SQL ceiling").await;
     let connecting = Instant::now();
     let mut conn = sqlx::PgConnection::connect(&args.database_url).await.context("connecting for the SQL ceiling")?;
+    let deleter =
+        sqlx::PgConnection::connect(&args.database_url).await.context("connecting the SQL ceiling's deleter")?;
     let setup = connecting.elapsed();
     let mut ceiling = measure(args, busy_before, ctx.events(), async {
-        let (removed, batches) = outbox::claim_and_remove(&mut conn, args.batch_size).await?;
+        let (removed, batches) =
+            outbox::claim_and_remove(&mut conn, deleter, args.batch_size, args.batches_in_flight).await?;
         if removed != ctx.events() {
             bail!("the SQL ceiling removed {removed} rows, not {}", ctx.events());
         }

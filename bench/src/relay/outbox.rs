@@ -23,12 +23,8 @@ use crate::workload;
 /// `ordexa_store`'s outbox insert (`insert_outbox` in workloads/store/src/orders.rs), verbatim.
 pub const INSERT_SQL: &str = "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, \
      schema_version, payload, headers) VALUES ($1, $2, $3, $4, $5, $6::json, $7)";
-/// The relay's claim (`claim` in workloads/relay/src/lib.rs), verbatim: the oldest rows whose ids
-/// are not in `$2` (the batches in flight).
-pub const CLAIM_SQL: &str = "SELECT id, aggregate_id, event_id, event_type, schema_version, payload::text AS payload, \
-     headers->>'traceparent' AS traceparent FROM outbox WHERE id <> ALL($2) ORDER BY id LIMIT $1";
-/// The relay's removal of a published batch, verbatim.
-pub const DELETE_SQL: &str = "DELETE FROM outbox WHERE id = ANY($1)";
+/// The relay's claim and its removal of a published batch: the relay's own constants.
+pub use ordexa_relay::{CLAIM_SESSION_SQL, CLAIM_SQL, DELETE_SQL};
 /// The most events one writer transaction may commit (a multi-row INSERT binds 7 per row, and
 /// PostgreSQL takes at most 65535 parameters).
 pub const MAX_EVENTS_PER_COMMIT: usize = 1000;
@@ -508,21 +504,63 @@ impl WaitSampler {
     }
 }
 
-/// The relay's claim and removal alone, without Kafka: on one session (as the relay's leader
-/// session), claim up to `batch` rows in id order as the relay does (an unnamed statement, so
-/// planned for its ids; none are in flight here), read them as the relay does, delete them by id
-/// (autocommit, as the relay), until a claim finds nothing. Returns the rows removed and how long
-/// each claim-and-delete that removed rows took.
-pub async fn claim_and_remove(conn: &mut PgConnection, batch: i64) -> Result<(u64, Vec<Duration>)> {
-    let (mut removed, mut batches) = (0u64, Vec::new());
-    let none_in_flight: Vec<i64> = Vec::new();
-    loop {
-        let started = Instant::now();
-        let rows =
-            sqlx::query(CLAIM_SQL).bind(batch).bind(&none_in_flight).persistent(false).fetch_all(&mut *conn).await?;
-        if rows.is_empty() {
-            break;
+/// The relay's claim and removal alone, without Kafka, arranged as the relay arranges them:
+/// claims on one session (`claimer`, as the relay's leader session), deletes on another
+/// (`deleter`, as the relay's deleter) in claim order, with up to `in_flight` claimed batches
+/// not yet deleted; the claims start past the rows already claimed whenever their snapshot was
+/// quiet, as the relay's do. Rows are read as the relay reads them. Runs until a claim finds
+/// nothing and every batch is deleted. Returns the rows removed and how long each batch took
+/// from its claim to its delete.
+pub async fn claim_and_remove(
+    claimer: &mut PgConnection,
+    mut deleter: PgConnection,
+    batch: i64,
+    in_flight: usize,
+) -> Result<(u64, Vec<Duration>)> {
+    let deleter_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut deleter).await?;
+    sqlx::query(CLAIM_SESSION_SQL).execute(&mut *claimer).await?;
+    let (requests, mut to_delete) = tokio::sync::mpsc::unbounded_channel::<(Vec<i64>, Instant)>();
+    let (report, mut deleted) = tokio::sync::mpsc::unbounded_channel::<Result<(u64, Duration)>>();
+    let deleting = tokio::spawn(async move {
+        while let Some((ids, started)) = to_delete.recv().await {
+            let result = sqlx::query(DELETE_SQL)
+                .bind(&ids)
+                .execute(&mut deleter)
+                .await
+                .map(|_| (ids.len() as u64, started.elapsed()))
+                .context("deleting a claimed batch");
+            if report.send(result).is_err() {
+                break;
+            }
         }
+        deleter.close().await.context("closing the deleter's session")
+    });
+    let (mut removed, mut batches) = (0u64, Vec::new());
+    let mut pending: std::collections::VecDeque<Vec<i64>> = std::collections::VecDeque::new();
+    let mut settled = 0i64;
+    let mut wait_one = async |pending: &mut std::collections::VecDeque<Vec<i64>>| -> Result<()> {
+        let (rows, took) = deleted.recv().await.context("the deleter stopped")??;
+        pending.pop_front();
+        removed += rows;
+        batches.push(took);
+        Ok(())
+    };
+    loop {
+        if pending.len() >= in_flight.max(1) {
+            wait_one(&mut pending).await?;
+        }
+        let started = Instant::now();
+        let excluded: Vec<i64> = pending.iter().flatten().copied().filter(|id| *id > settled).collect();
+        let rows = sqlx::query(CLAIM_SQL)
+            .bind(batch)
+            .bind(settled)
+            .bind(&excluded)
+            .bind(deleter_pid)
+            .persistent(false)
+            .fetch_all(&mut *claimer)
+            .await?;
+        let Some(first) = rows.first() else { break };
+        let quiet: bool = first.try_get("quiet")?;
         // The same decoding as the relay's, so the client side costs the same.
         let mut ids = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -535,10 +573,17 @@ pub async fn claim_and_remove(conn: &mut PgConnection, batch: i64) -> Result<(u6
             let _: Option<String> = row.try_get("traceparent")?;
             ids.push(id);
         }
-        sqlx::query(DELETE_SQL).bind(&ids).execute(&mut *conn).await?;
-        removed += ids.len() as u64;
-        batches.push(started.elapsed());
+        if quiet {
+            settled = settled.max(ids.iter().copied().max().unwrap_or(settled));
+        }
+        pending.push_back(ids.clone());
+        requests.send((ids, started)).context("the deleter stopped")?;
     }
+    while !pending.is_empty() {
+        wait_one(&mut pending).await?;
+    }
+    drop(requests);
+    deleting.await.context("the deleter task")??;
     Ok((removed, batches))
 }
 
@@ -559,10 +604,7 @@ mod tests {
     }
 
     #[test]
-    fn the_statements_are_the_relays_and_the_stores() {
-        let relay = joined(include_str!("../../../workloads/relay/src/lib.rs"));
-        assert!(relay.contains(CLAIM_SQL), "the relay's claim changed; update CLAIM_SQL");
-        assert!(relay.contains(DELETE_SQL), "the relay's delete changed; update DELETE_SQL");
+    fn the_insert_is_the_stores() {
         let store = joined(include_str!("../../../workloads/store/src/orders.rs"));
         assert!(store.contains(INSERT_SQL), "the store's outbox insert changed; update INSERT_SQL");
     }

@@ -174,8 +174,9 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
     )?;
     writeln!(
         out,
-        "| ceiling 2 — SQL: the relay's claim (`… WHERE id <> ALL(in flight) ORDER BY id LIMIT n`, none in flight) \
-         and `DELETE … WHERE id = ANY` alone, one after the other, on a fresh identical backlog (connecting, {} s, not counted) | {}{} | {:.2} | {} of PostgreSQL |",
+        "| ceiling 2 — SQL: the relay's claim (`ordexa_relay::CLAIM_SQL`) on one session and its \
+         `DELETE … WHERE id = ANY` on another, arranged as the relay arranges them but without Kafka, on a fresh \
+         identical backlog (connecting, {} s, not counted) | {}{} | {:.2} | {} of PostgreSQL |",
         opt(sql.setup_s, 3),
         num(sql.rate),
         range(&run.sql_ceilings, |t| t.rate),
@@ -234,7 +235,7 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
     writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for (label, t) in [
         ("relay (`ordexa_relay_batch_seconds`: claim, produce, await, delete; batches overlap)", drain),
-        ("SQL ceiling (claim, read, delete)", sql),
+        ("SQL ceiling (claim, read, delete; batches overlap)", sql),
         ("producer ceiling (queue the batch, await every delivery report; batches overlap)", producer),
     ] {
         let b = t.batch_ms.as_ref();

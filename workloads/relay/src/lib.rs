@@ -36,6 +36,7 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Row};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use ordexa_runtime::{Health, Shutdown, backoff_delay};
@@ -186,6 +187,7 @@ async fn acquire_leadership(url: &str) -> Result<Option<PgConnection>, sqlx::Err
     let acquired: bool =
         sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK_KEY).fetch_one(&mut conn).await?;
     if acquired {
+        sqlx::query(CLAIM_SESSION_SQL).execute(&mut conn).await?;
         Ok(Some(conn))
     } else {
         let _ = conn.close().await;
@@ -199,6 +201,31 @@ const STALL_AFTER: Duration = Duration::from_secs(5);
 /// outbox (to be published again by whoever leads next).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The leader's claim: the next rows in id order above `$2`, below which every row that is or
+/// will be visible has been claimed already (see [`Claims`]), and not in `$3`, the claimed rows
+/// above `$2` still in the outbox.
+///
+/// `quiet` says whether no transaction but the relay's own deleter's (session `$4`, which only
+/// deletes) was in progress when the statement's snapshot was taken. The statement takes a
+/// transaction id after its snapshot (`me`); every id below `me` is either finished in the
+/// snapshot, listed in progress (`pg_snapshot_xip`), or at or above the snapshot's `xmax` —
+/// so quiet means: the listed ones and those from `xmax` up to `me` are all the deleter's.
+/// An unnamed statement, so planned for its values: `$2` becomes an index bound and `$3` a
+/// hashed set.
+pub const CLAIM_SQL: &str = "SELECT id, aggregate_id, event_id, event_type, schema_version, payload::text AS payload, \
+     headers->>'traceparent' AS traceparent, \
+     (SELECT NOT EXISTS (SELECT FROM pg_snapshot_xip(snap) AS running(x) WHERE xid(running.x) IS DISTINCT FROM deleter) \
+     AND (me = pg_snapshot_xmax(snap) OR COALESCE(xid(pg_snapshot_xmax(snap)) = deleter \
+     AND me::text::numeric = pg_snapshot_xmax(snap)::text::numeric + 1, false)) \
+     FROM (SELECT pg_current_snapshot() AS snap, pg_current_xact_id() AS me, \
+     (SELECT backend_xid FROM pg_stat_activity WHERE pid = $4) AS deleter) AS now) AS quiet \
+     FROM outbox WHERE id > $2 AND id <> ALL($3) ORDER BY id LIMIT $1";
+/// The claiming session's setting: a claim takes a transaction id (see [`CLAIM_SQL`]) but writes
+/// nothing, so its commit need not wait for the WAL to reach disk.
+pub const CLAIM_SESSION_SQL: &str = "SET synchronous_commit = off";
+/// The removal of a published batch, on the deleter's session.
+pub const DELETE_SQL: &str = "DELETE FROM outbox WHERE id = ANY($1)";
+
 /// A batch queued on the producer, waiting for Kafka's acknowledgements.
 struct InFlight {
     ids: Vec<i64>,
@@ -211,15 +238,105 @@ struct InFlight {
 /// What the leader waits for while batches are in flight.
 enum Wake {
     Acknowledged(Vec<Result<OwnedDeliveryResult, Canceled>>),
+    Deleted(Result<(), RelayError>),
     Stalled,
     Notified,
     Shutdown,
 }
 
+/// Where the next claim starts, for one leadership term.
+///
+/// `settled`: every row with an id at or below it that is, or will ever be, visible has been
+/// claimed in this term. A claim returns the lowest visible rows above `settled` that are not
+/// claimed yet; if its snapshot saw no transaction in progress, no row at or below the highest
+/// id it returned can still commit (the write side's transaction has its id before it takes an
+/// outbox id: it writes the order row first), so `settled` moves up to that id. Otherwise a
+/// row committing late, below ids already claimed, is found by a later claim before any row
+/// after it (an order's next event commits only after the one before it), and claims skip
+/// the rows in flight by id instead. So during a drain claims start right after the last row
+/// claimed, instead of reading every row in flight again.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Claims {
+    pub settled: i64,
+}
+
+impl Claims {
+    /// After a claim that returned rows up to `highest` (none: `None`) in a snapshot that was
+    /// `quiet` or not.
+    pub fn after_claim(self, highest: Option<i64>, quiet: bool) -> Self {
+        match highest {
+            Some(highest) if quiet && highest > self.settled => Claims { settled: highest },
+            _ => self,
+        }
+    }
+
+    /// The claimed ids a claim must still skip: those above `settled`.
+    pub fn excluded<'a>(self, claimed: impl Iterator<Item = &'a i64>) -> Vec<i64> {
+        claimed.copied().filter(|id| *id > self.settled).collect()
+    }
+}
+
+/// A batch Kafka acknowledged, for the deleter.
+struct Published {
+    ids: Vec<i64>,
+    claimed: Instant,
+}
+
+/// Deletes acknowledged batches in order on its own session, while the leader session claims.
+struct Deleter {
+    pid: i32,
+    requests: mpsc::UnboundedSender<Published>,
+    done: mpsc::UnboundedReceiver<Result<Published, sqlx::Error>>,
+    /// Sent, not yet reported done: still in the outbox, so never claimed again meanwhile.
+    pending: VecDeque<Vec<i64>>,
+}
+
+impl Deleter {
+    async fn connect(url: &str) -> Result<Self, RelayError> {
+        let mut conn = PgConnection::connect(url).await?;
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn).await?;
+        let (requests, mut rx) = mpsc::unbounded_channel::<Published>();
+        let (tx, done) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                let result = sqlx::query(DELETE_SQL).bind(&batch.ids).execute(&mut conn).await.map(|_| batch);
+                let failed = result.is_err();
+                if tx.send(result).is_err() || failed {
+                    break;
+                }
+            }
+            let _ = conn.close().await;
+        });
+        Ok(Deleter { pid, requests, done, pending: VecDeque::new() })
+    }
+
+    fn delete(&mut self, batch: InFlight) {
+        self.pending.push_back(batch.ids.clone());
+        // A closed channel means the task stopped on an error, which `finished` reports.
+        let _ = self.requests.send(Published { ids: batch.ids, claimed: batch.claimed });
+    }
+
+    /// The next batch deleted, in order; never while none is pending.
+    async fn finished(&mut self) -> Result<(), RelayError> {
+        if self.pending.is_empty() {
+            return std::future::pending().await;
+        }
+        match self.done.recv().await {
+            Some(Ok(batch)) => {
+                self.pending.pop_front();
+                count_published(&batch);
+                Ok(())
+            }
+            Some(Err(err)) => Err(err.into()),
+            None => Err(RelayError::BadRow { id: 0, reason: "the deleter stopped".into() }),
+        }
+    }
+}
+
 /// Publishes the outbox as the leader: keeps up to `batches_in_flight` batches queued on the
-/// producer, deletes each once Kafka acknowledged all of it (oldest first), and waits for a
-/// notification when the outbox is empty. Returns `Ok` on shutdown; on an error the batches in
-/// flight stay in the outbox, to be published again.
+/// producer, checks their acknowledgements oldest first, hands acknowledged batches to the
+/// deleter, and waits for a notification when the outbox is empty. Returns `Ok` on shutdown;
+/// on an error the batches not yet deleted stay in the outbox, to be published again.
 async fn publish(
     conn: &mut PgConnection,
     producer: &FutureProducer,
@@ -230,45 +347,56 @@ async fn publish(
     shutdown: &mut Shutdown,
 ) -> Result<(), RelayError> {
     let depth = config.batches_in_flight.max(1);
+    let mut deleter = Deleter::connect(&config.database_url).await?;
     let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(depth);
+    let mut claims = Claims::default();
     // Whether the outbox may hold rows not claimed yet: false once a claim came back short,
     // true again on a notification or the fallback poll.
     let mut more = true;
     loop {
         if shutdown.is_fired() {
-            return finish(conn, in_flight).await;
+            return finish(in_flight, deleter).await;
         }
-        if more && in_flight.len() < depth {
+        if more && in_flight.len() < depth && deleter.pending.len() < depth {
             let claimed = Instant::now();
-            let rows = claim(conn, config.batch_size, &in_flight).await?;
+            let rows = claim(conn, &mut claims, config.batch_size, &in_flight, &deleter).await?;
             more = i64::try_from(rows.len()).is_ok_and(|n| n >= config.batch_size);
             if !rows.is_empty() {
                 in_flight.push_back(queue(producer, topic, rows, claimed)?);
             }
             continue;
         }
-        let Some(oldest) = in_flight.front_mut() else {
+        if in_flight.is_empty() && deleter.pending.is_empty() {
             health.ready();
             wait_for_rows(listener.as_deref_mut(), config.poll_interval, shutdown).await;
             more = true;
             continue;
-        };
-        let stall_at = tokio::time::Instant::from_std(oldest.queued + STALL_AFTER);
+        }
+        // The stall alarm: when the oldest batch has waited too long and is not reported yet.
+        let stall_at =
+            in_flight.front().filter(|b| !b.stalled).map(|b| tokio::time::Instant::from_std(b.queued + STALL_AFTER));
         let wake = tokio::select! {
-            results = &mut oldest.deliveries => Wake::Acknowledged(results),
-            () = tokio::time::sleep_until(stall_at), if !oldest.stalled => Wake::Stalled,
+            results = acknowledgements(in_flight.front_mut()) => Wake::Acknowledged(results),
+            deleted = deleter.finished() => Wake::Deleted(deleted),
+            () = sleep_until(stall_at) => Wake::Stalled,
             () = notified(listener.as_deref_mut()), if !more => Wake::Notified,
             () = shutdown.wait() => Wake::Shutdown,
         };
         match wake {
             Wake::Acknowledged(results) => {
                 if let Some(batch) = in_flight.pop_front() {
-                    acknowledged(conn, &batch, results).await?;
-                    health.ready();
+                    check_deliveries(&batch.ids, results)?;
+                    deleter.delete(batch);
                 }
             }
+            Wake::Deleted(deleted) => {
+                deleted?;
+                health.ready();
+            }
             Wake::Stalled => {
-                oldest.stalled = true;
+                if let Some(oldest) = in_flight.front_mut() {
+                    oldest.stalled = true;
+                }
                 health.not_ready(format!(
                     "Kafka has not acknowledged the oldest batch in flight for {} s",
                     STALL_AFTER.as_secs()
@@ -280,25 +408,29 @@ async fn publish(
     }
 }
 
-/// The oldest rows not already in flight, in id order. The statement is planned for the ids it
-/// is given (an unnamed statement): a generic plan would compare every row with every id in
-/// flight, a custom one hashes them.
+/// Runs [`CLAIM_SQL`]: up to `limit` rows not claimed yet, in id order.
 async fn claim(
     conn: &mut PgConnection,
+    claims: &mut Claims,
     limit: i64,
     in_flight: &VecDeque<InFlight>,
+    deleter: &Deleter,
 ) -> Result<Vec<OutboxRow>, RelayError> {
-    let excluded: Vec<i64> = in_flight.iter().flat_map(|batch| batch.ids.iter().copied()).collect();
-    let rows = sqlx::query(
-        "SELECT id, aggregate_id, event_id, event_type, schema_version, payload::text AS payload, \
-         headers->>'traceparent' AS traceparent FROM outbox WHERE id <> ALL($2) ORDER BY id LIMIT $1",
-    )
-    .bind(limit)
-    .bind(&excluded)
-    .persistent(false)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
+    let excluded = claims.excluded(in_flight.iter().map(|b| &b.ids).chain(&deleter.pending).flatten());
+    let rows = sqlx::query(CLAIM_SQL)
+        .bind(limit)
+        .bind(claims.settled)
+        .bind(&excluded)
+        .bind(deleter.pid)
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await?;
+    let quiet = match rows.first() {
+        Some(row) => row.try_get("quiet")?,
+        None => false,
+    };
+    let rows = rows
+        .iter()
         .map(|r| {
             Ok(OutboxRow {
                 id: r.try_get("id")?,
@@ -310,8 +442,25 @@ async fn claim(
                 traceparent: r.try_get("traceparent")?,
             })
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(RelayError::from)
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    *claims = claims.after_claim(rows.last().map(|r| r.id), quiet);
+    tracing::trace!(rows = rows.len(), quiet, settled = claims.settled, excluded = excluded.len(), "claimed");
+    Ok(rows)
+}
+
+/// The oldest batch's delivery reports; never without a batch in flight.
+async fn acknowledgements(oldest: Option<&mut InFlight>) -> Vec<Result<OwnedDeliveryResult, Canceled>> {
+    match oldest {
+        Some(batch) => (&mut batch.deliveries).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Queues every row of a batch on the producer, in id order, without waiting.
@@ -348,41 +497,47 @@ fn queue(
     })
 }
 
-/// Checks a batch's delivery reports and, if Kafka took every message, deletes its rows.
-async fn acknowledged(
-    conn: &mut PgConnection,
-    batch: &InFlight,
-    results: Vec<Result<OwnedDeliveryResult, Canceled>>,
-) -> Result<(), RelayError> {
-    for (id, result) in batch.ids.iter().zip(results) {
+/// Whether Kafka took every message of a batch.
+fn check_deliveries(ids: &[i64], results: Vec<Result<OwnedDeliveryResult, Canceled>>) -> Result<(), RelayError> {
+    for (id, result) in ids.iter().zip(results) {
         match result {
             Ok(Ok(_)) => {}
             Ok(Err((err, _))) => return Err(err.into()),
             Err(Canceled) => return Err(RelayError::BadRow { id: *id, reason: "delivery report lost".into() }),
         }
     }
-    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&batch.ids).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Counts a batch published and deleted.
+fn count_published(batch: &Published) {
     let elapsed = batch.claimed.elapsed();
     metrics::counter!("ordexa_relay_published_total").increment(batch.ids.len() as u64);
     metrics::histogram!("ordexa_relay_batch_seconds").record(elapsed.as_secs_f64());
     tracing::debug!(rows = batch.ids.len(), elapsed_ms = elapsed.as_millis() as u64, "batch published");
-    Ok(())
 }
 
 /// On shutdown: waits up to [`SHUTDOWN_GRACE`] for the batches in flight, oldest first, and
 /// deletes those Kafka acknowledged; the rest stay in the outbox.
-async fn finish(conn: &mut PgConnection, in_flight: VecDeque<InFlight>) -> Result<(), RelayError> {
+async fn finish(mut in_flight: VecDeque<InFlight>, mut deleter: Deleter) -> Result<(), RelayError> {
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    let mut left = in_flight.len();
-    for mut batch in in_flight {
+    while let Some(mut batch) = in_flight.pop_front() {
         match tokio::time::timeout_at(deadline, &mut batch.deliveries).await {
-            Ok(results) => acknowledged(conn, &batch, results).await?,
+            Ok(results) => {
+                check_deliveries(&batch.ids, results)?;
+                deleter.delete(batch);
+            }
             Err(_) => {
-                tracing::info!(batches = left, "stopping with batches unacknowledged; they stay in the outbox");
+                tracing::info!(
+                    batches = in_flight.len() + 1,
+                    "stopping with batches unacknowledged; they stay in the outbox"
+                );
                 break;
             }
         }
-        left -= 1;
+    }
+    while !deleter.pending.is_empty() {
+        deleter.finished().await?;
     }
     Ok(())
 }
@@ -440,5 +595,39 @@ async fn report_backlog(pool: PgPool, mut shutdown: Shutdown) {
             Err(err) => tracing::debug!(error = %err, "cannot read the outbox backlog"),
         }
         sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_quiet_claim_settles_and_never_backwards() {
+        let start = Claims::default();
+        assert_eq!(start.after_claim(Some(1000), false), start, "a transaction in progress may still commit below");
+        let settled = start.after_claim(Some(1000), true);
+        assert_eq!(settled.settled, 1000);
+        assert_eq!(settled.after_claim(None, true), settled, "an empty claim says nothing");
+        assert_eq!(settled.after_claim(Some(900), true), settled, "a late row below does not move it back");
+        assert_eq!(settled.after_claim(Some(2000), true).settled, 2000);
+    }
+
+    #[test]
+    fn claims_skip_by_id_only_what_is_above_the_settled_bound() {
+        let claims = Claims { settled: 1000 };
+        let claimed = [998, 999, 1000, 1001, 1500];
+        assert_eq!(claims.excluded(claimed.iter()), vec![1001, 1500]);
+        assert_eq!(Claims::default().excluded(claimed.iter()), claimed.to_vec());
+    }
+
+    #[test]
+    fn the_claim_statement_reads_what_the_relay_decodes() {
+        for column in
+            ["id", "aggregate_id", "event_id", "event_type", "schema_version", "payload", "traceparent", "quiet"]
+        {
+            assert!(CLAIM_SQL.contains(column), "{column}");
+        }
+        assert!(CLAIM_SQL.ends_with("WHERE id > $2 AND id <> ALL($3) ORDER BY id LIMIT $1"));
     }
 }

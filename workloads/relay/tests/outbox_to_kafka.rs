@@ -26,6 +26,41 @@ async fn outbox_len(store: &Store) -> Result<i64, kit::Failure> {
     Ok(sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(store.pool()).await?)
 }
 
+/// Waits until the outbox holds no row this session can see.
+async fn drained(store: &Store, what: &str) -> TestResult {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while outbox_len(store).await? > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "not drained within 60 s: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Inserts an `order.created` outbox row for a new order, as a writer would, in `tx`.
+async fn insert_created(
+    tx: &mut sqlx::PgConnection,
+    store: &Store,
+    like: ordexa_domain::OrderId,
+    admin: &Actor,
+) -> Result<OrderEvent, kit::Failure> {
+    let mut order = store.get_order(like, admin).await?;
+    order.id = ordexa_domain::OrderId::new();
+    order.version = 1;
+    order.status = ordexa_domain::OrderStatus::Pending;
+    let event = OrderEvent::created(&order);
+    sqlx::query(
+        "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, schema_version, payload, headers) \
+         VALUES ($1, $2, 1, 'order.created', 1, $3::json, \
+         '{\"traceparent\": \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"}')",
+    )
+    .bind(event.event_id)
+    .bind(event.order_id.0)
+    .bind(serde_json::to_string(&event)?)
+    .execute(tx)
+    .await?;
+    Ok(event)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> TestResult {
     let db = TestDatabase::create().await?;
@@ -56,10 +91,14 @@ async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> Test
     let health = Health::new("starting");
     let relay = tokio::spawn(ordexa_relay::run(config, health.clone(), shutdown));
 
-    // Committed commands: 20 orders, each created, confirmed and cancelled.
+    // Committed commands: 20 orders, each created, confirmed and cancelled (and 3 more below).
     let admin = Actor { user_id: "staff".into(), is_admin: true };
     let mut committed = Vec::new();
-    for i in 0..20 {
+    for i in 0..23 {
+        if i == 20 {
+            // Let the relay publish everything so far, so that later claims start past it.
+            drained(&store, "the first orders").await?;
+        }
         let outcome = store
             .create_order(CreateOrder {
                 user_id: format!("user-{i}"),
@@ -76,28 +115,48 @@ async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> Test
         committed.push(order.id);
     }
 
+    // A row that commits late: its id is taken before those of the orders committed after it,
+    // which the relay publishes while it is still open. It must be published all the same.
+    let mut late_tx = pool.begin().await?;
+    let late = insert_created(&mut late_tx, &store, committed[0], &admin).await?;
+    let mut after_late = Vec::new();
+    for i in 0..3 {
+        let outcome = store
+            .create_order(CreateOrder {
+                user_id: format!("user-late-{i}"),
+                items: vec![ItemRequest { sku: "FRENCH-PRESS".into(), quantity: 1 }],
+                shipping_address: address(),
+                idempotency: None,
+                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            })
+            .await?;
+        let CreateOutcome::Created { order, .. } = outcome else { return Err("unexpected replay".into()) };
+        after_late.push(order.id);
+    }
+    drained(&store, "the orders committed after the late row").await?;
+    late_tx.commit().await?;
+    drained(&store, "the late row").await?;
+
+    // The same when the late transaction took its id after every transaction finished so far
+    // (a snapshot does not list such a transaction as in progress: it only lies at or above its
+    // `xmax`): A takes a transaction id, then T does and writes an outbox row, then A writes one
+    // after it and commits; T commits once the relay has published A's row.
+    let mut a = pool.begin().await?;
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *a).await?;
+    let mut t = pool.begin().await?;
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *t).await?;
+    let newest_late = insert_created(&mut t, &store, committed[0], &admin).await?;
+    let before_it = insert_created(&mut a, &store, committed[0], &admin).await?;
+    a.commit().await?;
+    drained(&store, "the row committed before the newest late one").await?;
+    t.commit().await?;
+    drained(&store, "the newest late row").await?;
+
     // A transaction that writes an outbox row and is rolled back after the relay has had every
     // chance to see it.
     let mut tx = pool.begin().await?;
-    let mut ghost_order = store.get_order(committed[0], &admin).await?;
-    ghost_order.id = ordexa_domain::OrderId::new();
-    ghost_order.version = 1;
-    ghost_order.status = ordexa_domain::OrderStatus::Pending;
-    let ghost = OrderEvent::created(&ghost_order);
-    sqlx::query(
-        "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, schema_version, payload) \
-         VALUES ($1, $2, 1, 'order.created', 1, $3::json)",
-    )
-    .bind(ghost.event_id)
-    .bind(ghost.order_id.0)
-    .bind(serde_json::to_string(&ghost)?)
-    .execute(&mut *tx)
-    .await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while outbox_len(&store).await? > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the committed rows were not drained");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ghost = insert_created(&mut tx, &store, committed[0], &admin).await?;
+    drained(&store, "the committed rows").await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     tx.rollback().await?;
     assert_eq!(health.check(), Ok(()));
@@ -108,10 +167,13 @@ async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> Test
 
     let messages = kit::read_topic(&ordexa_domain::topic_name(&prefix)).await?;
     let report = kit::check_order_stream(&messages)?;
-    assert_eq!(report.events, 60);
+    assert_eq!(report.events, 23 * 3 + 3 + 1 + 2);
     assert!(!report.latest.contains_key(&ghost.order_id.to_string()), "a rolled-back row was published");
     for id in &committed {
         assert_eq!(report.latest.get(&id.to_string()).copied(), Some(3));
+    }
+    for id in after_late.iter().chain([&late.order_id, &newest_late.order_id, &before_it.order_id]) {
+        assert_eq!(report.latest.get(&id.to_string()).copied(), Some(1), "order {id}");
     }
 
     let schema: Value = serde_json::from_str(ordexa_domain::ORDER_EVENT_SCHEMA)?;
