@@ -69,6 +69,36 @@ fn cpu_row(out: &mut String, label: &str, t: &Throughput) -> Result<()> {
     Ok(())
 }
 
+/// The highest rate a window's CPU cost per event allows on the machine's cores.
+struct CpuBound {
+    relay_us: f64,
+    postgres_us: f64,
+    kafka_us: f64,
+    us_per_event: f64,
+    cores: usize,
+    rate: f64,
+}
+
+/// The drain's CPU per event (relay, PostgreSQL and Kafka together) and the rate at which that
+/// cost fills every core; `None` without CPU figures.
+fn cpu_bound(t: &Throughput) -> Option<CpuBound> {
+    let cores = t.cpu.as_ref()?.cores;
+    if t.events == 0 || cores == 0 {
+        return None;
+    }
+    let per_event = |group: &str| 1e6 * t.cpu_s.get(group).copied().unwrap_or(0.0) / t.events as f64;
+    let (relay_us, postgres_us, kafka_us) = (per_event("relay"), per_event("postgres"), per_event("kafka"));
+    let us_per_event = relay_us + postgres_us + kafka_us;
+    (us_per_event > 0.0).then(|| CpuBound {
+        relay_us,
+        postgres_us,
+        kafka_us,
+        us_per_event,
+        cores,
+        rate: 1e6 * cores as f64 / us_per_event,
+    })
+}
+
 /// The share of the events per second asked the steady writer must reach for the latency goal
 /// to be judged.
 const LOAD_REACHED: f64 = 0.95;
@@ -301,6 +331,21 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
         opt(steady_t.events_per_cpu_s("relay").map(|r| 1e6 / r), 1),
         opt(drain_run.first_batch_s, 2),
     )?;
+    if let Some(bound) = cpu_bound(drain) {
+        writeln!(
+            out,
+            "What the machine can carry: the drain spent {:.1} µs of CPU per event (relay {:.1}, PostgreSQL {:.1}, \
+             Kafka {:.1}); at that cost its {} cores, 100 % busy, carry at most **{} events/s**, {:.2} of the lower \
+             ceiling (each ceiling alone had the whole machine for one half of the work).\n",
+            bound.us_per_event,
+            bound.relay_us,
+            bound.postgres_us,
+            bound.kafka_us,
+            bound.cores,
+            num(bound.rate),
+            if lower.rate > 0.0 { bound.rate / lower.rate } else { 0.0 },
+        )?;
+    }
 
     writeln!(out, "## Rounds\n")?;
     writeln!(
@@ -594,6 +639,26 @@ mod tests {
                 settings: Vec::new(),
             },
         }
+    }
+
+    #[test]
+    fn the_cpu_bound_is_the_cores_over_the_cpu_per_event() {
+        let drain = Throughput {
+            events: 200_000,
+            cpu_s: [("relay", 2.0), ("postgres", 1.6), ("kafka", 0.4), ("bench", 9.0)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            cpu: Some(CpuUsage { cores: 2, ..CpuUsage::default() }),
+            ..Throughput::default()
+        };
+        let bound = cpu_bound(&drain).expect("a bound");
+        // 4.0 CPU-s over 200,000 events: 20 µs each (the bench tool's own CPU is not the relay's).
+        assert!((bound.us_per_event - 20.0).abs() < 1e-9);
+        assert!((bound.relay_us - 10.0).abs() < 1e-9);
+        assert!((bound.rate - 100_000.0).abs() < 1e-6);
+        assert!(cpu_bound(&Throughput { cpu: None, ..drain.clone() }).is_none());
+        assert!(cpu_bound(&Throughput { events: 0, ..drain }).is_none());
     }
 
     fn writer(asked: f64, achieved: f64, n: u64, errors: u64) -> WriterResult {

@@ -75,6 +75,8 @@ pub enum RelayError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("outbox row {id}: {reason}")]
     BadRow { id: i64, reason: String },
+    #[error("the deleter's session stopped before reporting a batch deleted")]
+    DeleterStopped,
 }
 
 /// One claimed outbox row.
@@ -248,9 +250,10 @@ enum Wake {
 ///
 /// `settled`: every row with an id at or below it that is, or will ever be, visible has been
 /// claimed in this term. A claim returns the lowest visible rows above `settled` that are not
-/// claimed yet; if its snapshot saw no transaction in progress, no row at or below the highest
-/// id it returned can still commit (the write side's transaction has its id before it takes an
-/// outbox id: it writes the order row first), so `settled` moves up to that id. Otherwise a
+/// claimed yet; if its snapshot saw no transaction in progress but the deleter's (`quiet` in
+/// [`CLAIM_SQL`]), no row at or below the highest id it returned can still commit (the write
+/// side's transaction has its id before it takes an outbox id: it writes the order row first),
+/// so `settled` moves up to that id. Otherwise a
 /// row committing late, below ids already claimed, is found by a later claim before any row
 /// after it (an order's next event commits only after the one before it), and claims skip
 /// the rows in flight by id instead. So during a drain claims start right after the last row
@@ -328,7 +331,7 @@ impl Deleter {
                 Ok(())
             }
             Some(Err(err)) => Err(err.into()),
-            None => Err(RelayError::BadRow { id: 0, reason: "the deleter stopped".into() }),
+            None => Err(RelayError::DeleterStopped),
         }
     }
 }
