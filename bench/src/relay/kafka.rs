@@ -6,14 +6,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use futures::future::join_all;
 use ordexa_domain::EVENT_SCHEMA_VERSION;
-use ordexa_relay::RelayConfig;
+use ordexa_relay::{BatchProducer, Event, RelayConfig, batch};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use uuid::Uuid;
 
@@ -111,30 +109,38 @@ pub async fn read_range(
 /// one small message to the DLQ topic delivered, so it is connected and holds its idempotent
 /// producer id (a new one can wait up to a 500 ms retry timer of librdkafka for it). Returns
 /// it and how long that took.
-pub async fn ready_producer(config: &RelayConfig) -> Result<(FutureProducer, Duration)> {
+pub async fn ready_producer(config: &RelayConfig) -> Result<(BatchProducer, Duration)> {
     let started = std::time::Instant::now();
     let producer = ordexa_relay::producer(config)?;
     let dlq = ordexa_domain::dlq_topic_name(&config.topic_prefix);
-    let record = FutureRecord::to(&dlq).key("warm-up").payload("warm-up");
-    producer
-        .send(record, Duration::from_secs(30))
+    let warm_up = Event {
+        aggregate_id: Uuid::new_v4(),
+        event_id: Uuid::new_v4(),
+        event_type: "warm-up",
+        schema_version: 0,
+        payload: "warm-up",
+        traceparent: None,
+    };
+    let mut acknowledgements = batch::queue(&producer, &dlq, std::iter::once(warm_up))?;
+    tokio::time::timeout(Duration::from_secs(30), acknowledgements.wait())
         .await
-        .map_err(|(err, _)| err)
+        .context("the warm-up message was not delivered within 30 s")?
         .context("the warm-up message was not delivered")?;
     Ok((producer, started.elapsed()))
 }
 
 /// The producer ceiling: the relay's message for each row (key, payload, headers), batches of
-/// `batch` queued at once with their delivery reports awaited together, up to `in_flight` batches
-/// queued, as the relay does — but from memory, with no database in the loop. Returns how long
-/// each batch took, from queueing to its last acknowledgement.
+/// `batch` queued at once with their delivery reports counted together, up to `in_flight`
+/// batches queued, as the relay does — but from memory, with no database in the loop. Returns
+/// how long each batch took, from queueing to its last acknowledgement.
 pub async fn produce_from_memory(
-    producer: &FutureProducer,
+    producer: &BatchProducer,
     topic: &str,
     rows: &[OutboxEvent],
     batch: usize,
     in_flight: usize,
 ) -> Result<Vec<Duration>> {
+    let schema_version = i32::try_from(EVENT_SCHEMA_VERSION).context("the event schema version")?;
     let mut batches = Vec::new();
     let mut queued = VecDeque::with_capacity(in_flight);
     let mut chunks = rows.chunks(batch.max(1));
@@ -143,32 +149,19 @@ pub async fn produce_from_memory(
         while queued.len() < in_flight.max(1) {
             let Some(chunk) = chunks.next() else { break };
             let started = std::time::Instant::now();
-            let mut deliveries = Vec::with_capacity(chunk.len());
-            for row in chunk {
-                let key = row.aggregate_id.hyphenated().to_string();
-                let event_id = row.event_id.hyphenated().to_string();
-                let schema_version = EVENT_SCHEMA_VERSION.to_string();
-                let headers = OwnedHeaders::new_with_capacity(4)
-                    .insert(Header { key: "event_id", value: Some(event_id.as_str()) })
-                    .insert(Header { key: "type", value: Some(row.event_type) })
-                    .insert(Header { key: "schema_version", value: Some(schema_version.as_str()) })
-                    .insert(Header { key: "traceparent", value: Some(row.traceparent.as_str()) });
-                let record = FutureRecord::to(topic).key(&key).payload(&row.payload).headers(headers);
-                match producer.send_result(record) {
-                    Ok(delivery) => deliveries.push(delivery),
-                    Err((err, _)) => return Err(err).context("queueing a message"),
-                }
-            }
-            queued.push_back((started, join_all(deliveries)));
+            let events = chunk.iter().map(|row| Event {
+                aggregate_id: row.aggregate_id,
+                event_id: row.event_id,
+                event_type: row.event_type,
+                schema_version,
+                payload: &row.payload,
+                traceparent: Some(&row.traceparent),
+            });
+            let acknowledgements = batch::queue(producer, topic, events).context("queueing a batch")?;
+            queued.push_back((started, acknowledgements));
         }
-        let Some((started, deliveries)) = queued.pop_front() else { break };
-        for result in deliveries.await {
-            match result {
-                Ok(Ok(_)) => {}
-                Ok(Err((err, _))) => return Err(err).context("a message was not delivered"),
-                Err(_) => bail!("a delivery report was lost"),
-            }
-        }
+        let Some((started, mut acknowledgements)) = queued.pop_front() else { break };
+        acknowledgements.wait().await.context("a batch was not delivered")?;
         batches.push(started.elapsed());
     }
     Ok(batches)

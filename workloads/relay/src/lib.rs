@@ -23,23 +23,23 @@
 //! sequence, in which the first copy of every message comes in id order; every later copy is an
 //! exact repeat.
 
+pub mod batch;
 pub mod topics;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use futures::channel::oneshot::Canceled;
-use futures::future::{JoinAll, join_all};
 use rdkafka::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::future_producer::OwnedDeliveryResult;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::producer::Producer;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use ordexa_runtime::{Health, Shutdown, backoff_delay};
+
+pub use batch::{Acknowledgements, BatchProducer, Event};
 
 /// The advisory lock key the publishing replica holds ("ordexa relay" in ASCII, as an i64).
 pub const LEADER_LOCK_KEY: i64 = 0x6f72_6465_7861_726c;
@@ -73,8 +73,8 @@ pub enum RelayError {
     Database(#[from] sqlx::Error),
     #[error("kafka producer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("outbox row {id}: {reason}")]
-    BadRow { id: i64, reason: String },
+    #[error("the delivery reports of a batch of {0} messages were lost: the producer dropped them")]
+    ReportsLost(usize),
     #[error("the deleter's session stopped before reporting a batch deleted")]
     DeleterStopped,
 }
@@ -92,8 +92,9 @@ struct OutboxRow {
 
 /// An idempotent, gapless producer: retries keep per-partition order, and an error that would
 /// leave a gap is fatal rather than silent, so the relay rebuilds the producer and republishes.
-pub fn producer(config: &RelayConfig) -> Result<FutureProducer, RelayError> {
-    Ok(ClientConfig::new()
+pub fn producer(config: &RelayConfig) -> Result<BatchProducer, RelayError> {
+    let mut client = ClientConfig::new();
+    client
         .set("bootstrap.servers", &config.kafka_bootstrap)
         .set("enable.idempotence", "true")
         .set("enable.gapless.guarantee", "true")
@@ -105,8 +106,8 @@ pub fn producer(config: &RelayConfig) -> Result<FutureProducer, RelayError> {
         .set("partitioner", "murmur2_random")
         // Never give up on a message: a timed-out message could leave a gap that a later batch
         // fills past. While Kafka is away the relay waits, not ready, and goes on when it is back.
-        .set("message.timeout.ms", "0")
-        .create()?)
+        .set("message.timeout.ms", "0");
+    Ok(BatchProducer::from_config_and_context(&client, batch::BatchContext)?)
 }
 
 /// Runs the relay until `shutdown` fires. Errors are retried with capped, jittered backoff;
@@ -234,12 +235,12 @@ struct InFlight {
     claimed: Instant,
     queued: Instant,
     stalled: bool,
-    deliveries: JoinAll<DeliveryFuture>,
+    acknowledgements: Acknowledgements,
 }
 
 /// What the leader waits for while batches are in flight.
 enum Wake {
-    Acknowledged(Vec<Result<OwnedDeliveryResult, Canceled>>),
+    Acknowledged(Result<(), RelayError>),
     Deleted(Result<(), RelayError>),
     Stalled,
     Notified,
@@ -342,7 +343,7 @@ impl Deleter {
 /// on an error the batches not yet deleted stay in the outbox, to be published again.
 async fn publish(
     conn: &mut PgConnection,
-    producer: &FutureProducer,
+    producer: &BatchProducer,
     topic: &str,
     config: &RelayConfig,
     mut listener: Option<&mut PgListener>,
@@ -379,16 +380,16 @@ async fn publish(
         let stall_at =
             in_flight.front().filter(|b| !b.stalled).map(|b| tokio::time::Instant::from_std(b.queued + STALL_AFTER));
         let wake = tokio::select! {
-            results = acknowledgements(in_flight.front_mut()) => Wake::Acknowledged(results),
+            acknowledged = acknowledgements(in_flight.front_mut()) => Wake::Acknowledged(acknowledged),
             deleted = deleter.finished() => Wake::Deleted(deleted),
             () = sleep_until(stall_at) => Wake::Stalled,
             () = notified(listener.as_deref_mut()), if !more => Wake::Notified,
             () = shutdown.wait() => Wake::Shutdown,
         };
         match wake {
-            Wake::Acknowledged(results) => {
+            Wake::Acknowledged(acknowledged) => {
+                acknowledged?;
                 if let Some(batch) = in_flight.pop_front() {
-                    check_deliveries(&batch.ids, results)?;
                     deleter.delete(batch);
                 }
             }
@@ -451,10 +452,10 @@ async fn claim(
     Ok(rows)
 }
 
-/// The oldest batch's delivery reports; never without a batch in flight.
-async fn acknowledgements(oldest: Option<&mut InFlight>) -> Vec<Result<OwnedDeliveryResult, Canceled>> {
+/// Whether Kafka took every message of the oldest batch; never without a batch in flight.
+async fn acknowledgements(oldest: Option<&mut InFlight>) -> Result<(), RelayError> {
     match oldest {
-        Some(batch) => (&mut batch.deliveries).await,
+        Some(batch) => batch.acknowledgements.wait().await,
         None => std::future::pending().await,
     }
 }
@@ -468,48 +469,27 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Queues every row of a batch on the producer, in id order, without waiting.
 fn queue(
-    producer: &FutureProducer,
+    producer: &BatchProducer,
     topic: &str,
     rows: Vec<OutboxRow>,
     claimed: Instant,
 ) -> Result<InFlight, RelayError> {
-    let mut deliveries = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let key = row.aggregate_id.hyphenated().to_string();
-        let event_id = row.event_id.hyphenated().to_string();
-        let schema_version = row.schema_version.to_string();
-        let mut headers = OwnedHeaders::new_with_capacity(4)
-            .insert(Header { key: "event_id", value: Some(event_id.as_str()) })
-            .insert(Header { key: "type", value: Some(row.event_type.as_str()) })
-            .insert(Header { key: "schema_version", value: Some(schema_version.as_str()) });
-        if let Some(tp) = &row.traceparent {
-            headers = headers.insert(Header { key: "traceparent", value: Some(tp.as_str()) });
-        }
-        let record = FutureRecord::to(topic).key(&key).payload(&row.payload).headers(headers);
-        match producer.send_result(record) {
-            Ok(delivery) => deliveries.push(delivery),
-            Err((err, _)) => return Err(err.into()),
-        }
-    }
+    let events = rows.iter().map(|row| Event {
+        aggregate_id: row.aggregate_id,
+        event_id: row.event_id,
+        event_type: &row.event_type,
+        schema_version: row.schema_version,
+        payload: &row.payload,
+        traceparent: row.traceparent.as_deref(),
+    });
+    let acknowledgements = batch::queue(producer, topic, events)?;
     Ok(InFlight {
         ids: rows.iter().map(|r| r.id).collect(),
         claimed,
         queued: Instant::now(),
         stalled: false,
-        deliveries: join_all(deliveries),
+        acknowledgements,
     })
-}
-
-/// Whether Kafka took every message of a batch.
-fn check_deliveries(ids: &[i64], results: Vec<Result<OwnedDeliveryResult, Canceled>>) -> Result<(), RelayError> {
-    for (id, result) in ids.iter().zip(results) {
-        match result {
-            Ok(Ok(_)) => {}
-            Ok(Err((err, _))) => return Err(err.into()),
-            Err(Canceled) => return Err(RelayError::BadRow { id: *id, reason: "delivery report lost".into() }),
-        }
-    }
-    Ok(())
 }
 
 /// Counts a batch published and deleted.
@@ -525,9 +505,9 @@ fn count_published(batch: &Published) {
 async fn finish(mut in_flight: VecDeque<InFlight>, mut deleter: Deleter) -> Result<(), RelayError> {
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while let Some(mut batch) = in_flight.pop_front() {
-        match tokio::time::timeout_at(deadline, &mut batch.deliveries).await {
-            Ok(results) => {
-                check_deliveries(&batch.ids, results)?;
+        match tokio::time::timeout_at(deadline, batch.acknowledgements.wait()).await {
+            Ok(acknowledged) => {
+                acknowledged?;
                 deleter.delete(batch);
             }
             Err(_) => {
