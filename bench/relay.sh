@@ -19,6 +19,8 @@
 #                          commit, the closed-loop writer ceiling with the NOTIFY trigger measured just before
 #                          the steady load; or a number, 1 being one event per transaction as the store commits)
 #   BENCH_WRITER_COMMIT_RATE  commits/s the writer can make, for auto in place of that measured ceiling (default unset)
+#   BENCH_WRITER_TRANSACTION  how the steady writer commits: explicit (BEGIN, one INSERT per event, COMMIT, as the
+#                          store's commands) or statement (one multi-row INSERT per transaction) (default explicit)
 #   BENCH_ROUNDS           rounds of (drain, producer ceiling, SQL ceiling); medians are reported (default 3)
 #   BENCH_RELAY_LOG        RUST_LOG of the relay under test (default info, as deployed)
 #   BENCH_QUIET_WAIT       seconds to wait, before each phase, for the machine to be quiet (default 60)
@@ -38,6 +40,7 @@ STEADY_FRACTION=${BENCH_STEADY_FRACTION:-0.5}
 WRITERS=${BENCH_WRITERS:-32}
 EVENTS_PER_COMMIT=${BENCH_EVENTS_PER_COMMIT:-auto}
 WRITER_COMMIT_RATE=${BENCH_WRITER_COMMIT_RATE:-}
+WRITER_TRANSACTION=${BENCH_WRITER_TRANSACTION:-explicit}
 ROUNDS=${BENCH_ROUNDS:-3}
 RELAY_LOG=${BENCH_RELAY_LOG:-info}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
@@ -82,7 +85,7 @@ pids=()
 [[ -n $pg_pid ]] && pids+=(--pg-pid "$pg_pid")
 kafka_pid=$(cat "$STATE_DIR/kafka/kafka.pid" 2>/dev/null || true)
 [[ -n $kafka_pid ]] && pids+=(--kafka-pid "$kafka_pid")
-writer=(--writer-events-per-commit "$EVENTS_PER_COMMIT")
+writer=(--writer-events-per-commit "$EVENTS_PER_COMMIT" --writer-transaction "$WRITER_TRANSACTION")
 [[ -n $WRITER_COMMIT_RATE ]] && writer+=(--writer-commit-rate "$WRITER_COMMIT_RATE")
 kafka_version=$(cat "$STATE_DIR/kafka/kafka.version" 2>/dev/null || echo unknown)
 settings+=(--setting "Kafka=$kafka_version, one KRaft broker+controller on loopback, heap ${ORDEXA_KAFKA_HEAP:-512m}")

@@ -24,7 +24,7 @@ use crate::workload;
 pub const INSERT_SQL: &str = "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, \
      schema_version, payload, headers) VALUES ($1, $2, $3, $4, $5, $6::json, $7)";
 /// The relay's claim and its removal of a published batch: the relay's own constants.
-pub use ordexa_relay::{CLAIM_SESSION_SQL, CLAIM_SQL, DELETE_SQL};
+pub use ordexa_relay::{CLAIM_SESSION_SQL, DELETE_SQL};
 /// The most events one writer transaction may commit (a multi-row INSERT binds 7 per row, and
 /// PostgreSQL takes at most 65535 parameters).
 pub const MAX_EVENTS_PER_COMMIT: usize = 1000;
@@ -507,8 +507,8 @@ impl WaitSampler {
 /// The relay's claim and removal alone, without Kafka, arranged as the relay arranges them:
 /// claims on one session (`claimer`, as the relay's leader session), deletes on another
 /// (`deleter`, as the relay's deleter) in claim order, with up to `in_flight` claimed batches
-/// not yet deleted; the claims start past the rows already claimed whenever their snapshot was
-/// quiet, as the relay's do. Rows are read as the relay reads them. Runs until a claim finds
+/// not yet deleted; claims are the relay's own (`ordexa_relay::claim`: the statement, the
+/// decoding, the start past settled rows). Runs until a claim finds
 /// nothing and every batch is deleted. Returns the rows removed and how long each batch took
 /// from its claim to its delete.
 pub async fn claim_and_remove(
@@ -537,7 +537,7 @@ pub async fn claim_and_remove(
     });
     let (mut removed, mut batches) = (0u64, Vec::new());
     let mut pending: std::collections::VecDeque<Vec<i64>> = std::collections::VecDeque::new();
-    let mut settled = 0i64;
+    let mut claims = ordexa_relay::Claims::default();
     let mut wait_one = async |pending: &mut std::collections::VecDeque<Vec<i64>>| -> Result<()> {
         let (rows, took) = deleted.recv().await.context("the deleter stopped")??;
         pending.pop_front();
@@ -550,32 +550,13 @@ pub async fn claim_and_remove(
             wait_one(&mut pending).await?;
         }
         let started = Instant::now();
-        let excluded: Vec<i64> = pending.iter().flatten().copied().filter(|id| *id > settled).collect();
-        let rows = sqlx::query(CLAIM_SQL)
-            .bind(batch)
-            .bind(settled)
-            .bind(&excluded)
-            .bind(deleter_pid)
-            .persistent(false)
-            .fetch_all(&mut *claimer)
-            .await?;
-        let Some(first) = rows.first() else { break };
-        let quiet: bool = first.try_get("quiet")?;
-        // The same decoding as the relay's, so the client side costs the same.
-        let mut ids = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id: i64 = row.try_get("id")?;
-            let _: Uuid = row.try_get("aggregate_id")?;
-            let _: Uuid = row.try_get("event_id")?;
-            let _: String = row.try_get("event_type")?;
-            let _: i32 = row.try_get("schema_version")?;
-            let _: String = row.try_get("payload")?;
-            let _: Option<String> = row.try_get("traceparent")?;
-            ids.push(id);
+        // The relay's own claim: the same statement, decoding and start past settled rows.
+        let excluded = claims.excluded(pending.iter().flatten());
+        let rows = ordexa_relay::claim(&mut *claimer, &mut claims, batch, &excluded, deleter_pid).await?;
+        if rows.is_empty() {
+            break;
         }
-        if quiet {
-            settled = settled.max(ids.iter().copied().max().unwrap_or(settled));
-        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         pending.push_back(ids.clone());
         requests.send((ids, started)).context("the deleter stopped")?;
     }

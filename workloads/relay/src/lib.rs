@@ -80,14 +80,15 @@ pub enum RelayError {
 }
 
 /// One claimed outbox row.
-struct OutboxRow {
-    id: i64,
-    aggregate_id: Uuid,
-    event_id: Uuid,
-    event_type: String,
-    schema_version: i32,
-    payload: String,
-    traceparent: Option<String>,
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub aggregate_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: String,
+    pub traceparent: Option<String>,
 }
 
 /// An idempotent, gapless producer: retries keep per-partition order, and an error that would
@@ -208,21 +209,25 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// will be visible has been claimed already (see [`Claims`]), and not in `$3`, the claimed rows
 /// above `$2` still in the outbox.
 ///
-/// `quiet` says whether no transaction but the relay's own deleter's (session `$4`, which only
-/// deletes) was in progress when the statement's snapshot was taken. The statement takes a
-/// transaction id after its snapshot (`me`); every id below `me` is either finished in the
-/// snapshot, listed in progress (`pg_snapshot_xip`), or at or above the snapshot's `xmax` —
-/// so quiet means: the listed ones and those from `xmax` up to `me` are all the deleter's.
+/// When it returns rows it returns one more, with a null `id`: what the statement's snapshot
+/// saw in progress. `running` lists the transaction ids that may still commit rows the snapshot
+/// did not see: those listed in progress (`pg_snapshot_xip`) and every id from the snapshot's
+/// `xmax` up to `me`, a transaction id the statement takes after its snapshot (ids at or above
+/// `xmax` are not listed, and any of them may be in progress). `deleter` is the transaction the
+/// relay's deleter (session `$4`, which only deletes) is running, if any, as a 32-bit `xid`.
 /// An unnamed statement, so planned for its values: `$2` becomes an index bound and `$3` a
 /// hashed set.
-pub const CLAIM_SQL: &str = "SELECT id, aggregate_id, event_id, event_type, schema_version, payload::text AS payload, \
-     headers->>'traceparent' AS traceparent, \
-     (SELECT NOT EXISTS (SELECT FROM pg_snapshot_xip(snap) AS running(x) WHERE xid(running.x) IS DISTINCT FROM deleter) \
-     AND (me = pg_snapshot_xmax(snap) OR COALESCE(xid(pg_snapshot_xmax(snap)) = deleter \
-     AND me::text::numeric = pg_snapshot_xmax(snap)::text::numeric + 1, false)) \
+pub const CLAIM_SQL: &str = "WITH claimed AS NOT MATERIALIZED (SELECT id, aggregate_id, event_id, event_type, schema_version, \
+     payload::text AS payload, headers->>'traceparent' AS traceparent \
+     FROM outbox WHERE id > $2 AND id <> ALL($3) ORDER BY id LIMIT $1) \
+     SELECT *, NULL::int8[] AS running, NULL::int8 AS deleter FROM claimed \
+     UNION ALL \
+     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+     ARRAY(SELECT x::text::int8 FROM pg_snapshot_xip(snap) AS x UNION ALL \
+     SELECT generate_series(pg_snapshot_xmax(snap)::text::int8, me::text::int8 - 1)), deleter::text::int8 \
      FROM (SELECT pg_current_snapshot() AS snap, pg_current_xact_id() AS me, \
-     (SELECT backend_xid FROM pg_stat_activity WHERE pid = $4) AS deleter) AS now) AS quiet \
-     FROM outbox WHERE id > $2 AND id <> ALL($3) ORDER BY id LIMIT $1";
+     (SELECT backend_xid FROM pg_stat_activity WHERE pid = $4) AS deleter) AS now \
+     WHERE EXISTS (SELECT FROM claimed)";
 /// The claiming session's setting: a claim takes a transaction id (see [`CLAIM_SQL`]) but writes
 /// nothing, so its commit need not wait for the WAL to reach disk.
 pub const CLAIM_SESSION_SQL: &str = "SET synchronous_commit = off";
@@ -251,31 +256,75 @@ enum Wake {
 ///
 /// `settled`: every row with an id at or below it that is, or will ever be, visible has been
 /// claimed in this term. A claim returns the lowest visible rows above `settled` that are not
-/// claimed yet; if its snapshot saw no transaction in progress but the deleter's (`quiet` in
-/// [`CLAIM_SQL`]), no row at or below the highest id it returned can still commit (the write
-/// side's transaction has its id before it takes an outbox id: it writes the order row first),
-/// so `settled` moves up to that id. Otherwise a
-/// row committing late, below ids already claimed, is found by a later claim before any row
-/// after it (an order's next event commits only after the one before it), and claims skip
-/// the rows in flight by id instead. So during a drain claims start right after the last row
-/// claimed, instead of reading every row in flight again.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// claimed yet, so after it every row its snapshot saw up to the highest id it returned is
+/// claimed. A row at or below that id it did not see must have been written by a transaction
+/// its snapshot saw in progress: the row's id was drawn before that highest row's, hence before
+/// the snapshot, and the write side's transaction has its id before it draws an outbox id (it
+/// writes the order row first). So once every one of those transactions has ended, a later claim
+/// sees all their rows; if that claim also reached the highest id (it came back short, or
+/// returned rows up to that id), everything up to it is claimed and `settled` moves there.
+///
+/// A claim whose snapshot saw nothing in progress (but the deleter, which writes no rows)
+/// settles at once. Until a claim settles, claims skip the rows in flight above `settled` by id,
+/// so a row committing late, below ids already claimed, is still found. During a drain, and
+/// under a steady load of short transactions, claims thus start right after the last rows
+/// claimed instead of reading every row in flight again.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Claims {
     pub settled: i64,
+    /// Claims not settled yet, oldest first: the highest id each returned and the transactions
+    /// its snapshot saw in progress.
+    waiting: VecDeque<(i64, Vec<i64>)>,
 }
 
-impl Claims {
-    /// After a claim that returned rows up to `highest` (none: `None`) in a snapshot that was
-    /// `quiet` or not.
-    pub fn after_claim(self, highest: Option<i64>, quiet: bool) -> Self {
-        match highest {
-            Some(highest) if quiet && highest > self.settled => Claims { settled: highest },
-            _ => self,
+/// What a claim's snapshot saw in progress (see [`CLAIM_SQL`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Transactions that may still commit rows the claim did not see, sorted.
+    pub running: Vec<i64>,
+}
+
+impl Snapshot {
+    /// From the statement's `running` list, without the deleter's transaction: `deleter` is a
+    /// 32-bit `xid`, the list 64-bit ids whose low 32 bits are the `xid`.
+    pub fn new(mut running: Vec<i64>, deleter: Option<i64>) -> Self {
+        if let Some(deleter) = deleter {
+            running.retain(|x| x & 0xffff_ffff != deleter);
         }
+        running.sort_unstable();
+        running.dedup();
+        Snapshot { running }
+    }
+
+    fn finished(&self, earlier: &[i64]) -> bool {
+        earlier.iter().all(|x| self.running.binary_search(x).is_err())
+    }
+}
+
+/// Unsettled claims kept at most; beyond, the oldest are forgotten (a long transaction in
+/// progress holds them all back), which only keeps `settled` where it is longer.
+const WAITING_CLAIMS: usize = 64;
+
+impl Claims {
+    /// After a claim that returned rows up to `highest` (`full`: as many as it asked for), its
+    /// snapshot having seen `snapshot` in progress. A claim that returned nothing says nothing.
+    pub fn after_claim(&mut self, highest: i64, full: bool, snapshot: &Snapshot) {
+        self.waiting.push_back((highest, snapshot.running.clone()));
+        if self.waiting.len() > WAITING_CLAIMS {
+            self.waiting.pop_front();
+        }
+        for (claimed, running) in &self.waiting {
+            let reached = !full || highest >= *claimed;
+            if reached && *claimed > self.settled && snapshot.finished(running) {
+                self.settled = *claimed;
+            }
+        }
+        let settled = self.settled;
+        self.waiting.retain(|(claimed, _)| *claimed > settled);
     }
 
     /// The claimed ids a claim must still skip: those above `settled`.
-    pub fn excluded<'a>(self, claimed: impl Iterator<Item = &'a i64>) -> Vec<i64> {
+    pub fn excluded<'a>(&self, claimed: impl Iterator<Item = &'a i64>) -> Vec<i64> {
         claimed.copied().filter(|id| *id > self.settled).collect()
     }
 }
@@ -363,7 +412,8 @@ async fn publish(
         }
         if more && in_flight.len() < depth && deleter.pending.len() < depth {
             let claimed = Instant::now();
-            let rows = claim(conn, &mut claims, config.batch_size, &in_flight, &deleter).await?;
+            let excluded = claims.excluded(in_flight.iter().map(|b| &b.ids).chain(&deleter.pending).flatten());
+            let rows = claim(conn, &mut claims, config.batch_size, &excluded, deleter.pid).await?;
             more = i64::try_from(rows.len()).is_ok_and(|n| n >= config.batch_size);
             if !rows.is_empty() {
                 in_flight.push_back(queue(producer, topic, rows, claimed)?);
@@ -412,43 +462,49 @@ async fn publish(
     }
 }
 
-/// Runs [`CLAIM_SQL`]: up to `limit` rows not claimed yet, in id order.
-async fn claim(
+/// Runs [`CLAIM_SQL`] on the leader session: up to `limit` rows not claimed yet, in id order,
+/// skipping `excluded` ([`Claims::excluded`] of every row claimed in this term and still in the
+/// outbox), and moves `claims` on. `deleter` is the process id of the deleter's session.
+pub async fn claim(
     conn: &mut PgConnection,
     claims: &mut Claims,
     limit: i64,
-    in_flight: &VecDeque<InFlight>,
-    deleter: &Deleter,
+    excluded: &[i64],
+    deleter: i32,
 ) -> Result<Vec<OutboxRow>, RelayError> {
-    let excluded = claims.excluded(in_flight.iter().map(|b| &b.ids).chain(&deleter.pending).flatten());
-    let rows = sqlx::query(CLAIM_SQL)
+    let results = sqlx::query(CLAIM_SQL)
         .bind(limit)
         .bind(claims.settled)
-        .bind(&excluded)
-        .bind(deleter.pid)
+        .bind(excluded)
+        .bind(deleter)
         .persistent(false)
         .fetch_all(&mut *conn)
         .await?;
-    let quiet = match rows.first() {
-        Some(row) => row.try_get("quiet")?,
-        None => false,
-    };
-    let rows = rows
-        .iter()
-        .map(|r| {
-            Ok(OutboxRow {
-                id: r.try_get("id")?,
+    let mut rows = Vec::with_capacity(results.len());
+    let mut snapshot = None;
+    for r in &results {
+        match r.try_get::<Option<i64>, _>("id")? {
+            Some(id) => rows.push(OutboxRow {
+                id,
                 aggregate_id: r.try_get("aggregate_id")?,
                 event_id: r.try_get("event_id")?,
                 event_type: r.try_get("event_type")?,
                 schema_version: r.try_get("schema_version")?,
                 payload: r.try_get("payload")?,
                 traceparent: r.try_get("traceparent")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    *claims = claims.after_claim(rows.last().map(|r| r.id), quiet);
-    tracing::trace!(rows = rows.len(), quiet, settled = claims.settled, excluded = excluded.len(), "claimed");
+            }),
+            None => snapshot = Some(Snapshot::new(r.try_get("running")?, r.try_get("deleter")?)),
+        }
+    }
+    // UNION ALL keeps the claimed rows in the order the claim read them; sorting costs nothing then.
+    if !rows.is_sorted_by_key(|r| r.id) {
+        rows.sort_by_key(|r| r.id);
+    }
+    if let (Some(highest), Some(snapshot)) = (rows.last().map(|r| r.id), &snapshot) {
+        let full = i64::try_from(rows.len()).is_ok_and(|n| n >= limit);
+        claims.after_claim(highest, full, snapshot);
+    }
+    tracing::trace!(rows = rows.len(), ?snapshot, settled = claims.settled, excluded = excluded.len(), "claimed");
     Ok(rows)
 }
 
@@ -585,20 +641,72 @@ async fn report_backlog(pool: PgPool, mut shutdown: Shutdown) {
 mod tests {
     use super::*;
 
+    fn seen(running: &[i64]) -> Snapshot {
+        Snapshot::new(running.to_vec(), None)
+    }
+
     #[test]
-    fn only_a_quiet_claim_settles_and_never_backwards() {
-        let start = Claims::default();
-        assert_eq!(start.after_claim(Some(1000), false), start, "a transaction in progress may still commit below");
-        let settled = start.after_claim(Some(1000), true);
-        assert_eq!(settled.settled, 1000);
-        assert_eq!(settled.after_claim(None, true), settled, "an empty claim says nothing");
-        assert_eq!(settled.after_claim(Some(900), true), settled, "a late row below does not move it back");
-        assert_eq!(settled.after_claim(Some(2000), true).settled, 2000);
+    fn a_quiet_claim_settles_at_once_and_never_backwards() {
+        let mut claims = Claims::default();
+        claims.after_claim(1000, true, &seen(&[]));
+        assert_eq!(claims.settled, 1000);
+        claims.after_claim(900, false, &seen(&[]));
+        assert_eq!(claims.settled, 1000, "a late row below does not move it back");
+        claims.after_claim(2000, true, &seen(&[]));
+        assert_eq!(claims.settled, 2000);
+    }
+
+    #[test]
+    fn a_claim_settles_once_what_its_snapshot_saw_running_has_ended() {
+        let mut claims = Claims::default();
+        claims.after_claim(1000, true, &seen(&[70, 71]));
+        assert_eq!(claims.settled, 0, "70 or 71 may still commit a row below 1000");
+        claims.after_claim(2000, true, &seen(&[71, 80]));
+        assert_eq!(claims.settled, 0, "71 is still running");
+        claims.after_claim(3000, true, &seen(&[90]));
+        assert_eq!(claims.settled, 2000, "70, 71 and 80 ended before this claim, which reached past 2000");
+        claims.after_claim(3500, false, &seen(&[]));
+        assert_eq!(claims.settled, 3500);
+    }
+
+    #[test]
+    fn a_claim_settles_only_what_it_reached() {
+        let mut claims = Claims::default();
+        claims.after_claim(1000, true, &seen(&[70]));
+        // 70 ended and committed late rows, so this full claim returned rows only up to 600.
+        claims.after_claim(600, true, &seen(&[]));
+        assert_eq!(claims.settled, 600, "rows between 600 and 1000 may be visible and unclaimed");
+        claims.after_claim(1100, true, &seen(&[]));
+        assert_eq!(claims.settled, 1100);
+        let mut short = Claims::default();
+        short.after_claim(1000, true, &seen(&[70]));
+        short.after_claim(600, false, &seen(&[]));
+        assert_eq!(short.settled, 1000, "a short claim returned every visible row not claimed");
+    }
+
+    #[test]
+    fn the_deleters_transaction_is_not_waited_for() {
+        let epoch = 3_i64 << 32;
+        let snapshot = Snapshot::new(vec![epoch + 12, epoch + 9, epoch + 12], Some(9));
+        assert_eq!(snapshot.running, vec![epoch + 12]);
+        let mut claims = Claims::default();
+        claims.after_claim(500, true, &Snapshot::new(vec![epoch + 9], Some(9)));
+        assert_eq!(claims.settled, 500);
+    }
+
+    #[test]
+    fn unsettled_claims_are_bounded() {
+        let mut claims = Claims::default();
+        for n in 1..=200 {
+            claims.after_claim(n * 10, true, &seen(&[1]));
+        }
+        assert_eq!(claims.waiting.len(), WAITING_CLAIMS);
+        assert_eq!(claims.settled, 0);
     }
 
     #[test]
     fn claims_skip_by_id_only_what_is_above_the_settled_bound() {
-        let claims = Claims { settled: 1000 };
+        let claims = Claims { settled: 1000, waiting: VecDeque::new() };
         let claimed = [998, 999, 1000, 1001, 1500];
         assert_eq!(claims.excluded(claimed.iter()), vec![1001, 1500]);
         assert_eq!(Claims::default().excluded(claimed.iter()), claimed.to_vec());
@@ -606,11 +714,19 @@ mod tests {
 
     #[test]
     fn the_claim_statement_reads_what_the_relay_decodes() {
-        for column in
-            ["id", "aggregate_id", "event_id", "event_type", "schema_version", "payload", "traceparent", "quiet"]
-        {
+        for column in [
+            "id",
+            "aggregate_id",
+            "event_id",
+            "event_type",
+            "schema_version",
+            "payload",
+            "traceparent",
+            "running",
+            "deleter",
+        ] {
             assert!(CLAIM_SQL.contains(column), "{column}");
         }
-        assert!(CLAIM_SQL.ends_with("WHERE id > $2 AND id <> ALL($3) ORDER BY id LIMIT $1"));
+        assert!(CLAIM_SQL.contains("WHERE id > $2 AND id <> ALL($3) ORDER BY id LIMIT $1"));
     }
 }
