@@ -15,12 +15,12 @@
 #   BENCH_STEADY_FRACTION  the steady rate as a fraction of the drain rate (default 0.5)
 #   BENCH_WRITERS          the steady writer's connections (default 32)
 #   BENCH_EVENTS_PER_COMMIT  events in each steady-load transaction, each of a different order (default auto:
-#                          the smallest number that keeps the writer's commits/s within half of what it can
+#                          the smallest number that keeps the writer's commits/s within an eighth of what it can
 #                          commit, the closed-loop writer ceiling with the NOTIFY trigger measured just before
 #                          the steady load; or a number, 1 being one event per transaction as the store commits)
 #   BENCH_WRITER_COMMIT_RATE  commits/s the writer can make, for auto in place of that measured ceiling (default unset)
-#   BENCH_WRITER_TRANSACTION  how the steady writer commits: explicit (BEGIN, one INSERT per event, COMMIT, as the
-#                          store's commands) or statement (one multi-row INSERT per transaction) (default explicit)
+#   BENCH_WRITER_TRANSACTION  how the steady writer commits: statement (one multi-row INSERT per transaction) or
+#                          explicit (BEGIN, one INSERT per event, COMMIT, as the store's commands) (default statement)
 #   BENCH_ROUNDS           rounds of (drain, producer ceiling, SQL ceiling); medians are reported (default 3)
 #   BENCH_RELAY_LOG        RUST_LOG of the relay under test (default info, as deployed)
 #   BENCH_QUIET_WAIT       seconds to wait, before each phase, for the machine to be quiet (default 60)
@@ -40,7 +40,7 @@ STEADY_FRACTION=${BENCH_STEADY_FRACTION:-0.5}
 WRITERS=${BENCH_WRITERS:-32}
 EVENTS_PER_COMMIT=${BENCH_EVENTS_PER_COMMIT:-auto}
 WRITER_COMMIT_RATE=${BENCH_WRITER_COMMIT_RATE:-}
-WRITER_TRANSACTION=${BENCH_WRITER_TRANSACTION:-explicit}
+WRITER_TRANSACTION=${BENCH_WRITER_TRANSACTION:-statement}
 ROUNDS=${BENCH_ROUNDS:-3}
 RELAY_LOG=${BENCH_RELAY_LOG:-info}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
