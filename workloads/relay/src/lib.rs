@@ -259,8 +259,9 @@ enum Wake {
 /// claimed yet, so after it every row its snapshot saw up to the highest id it returned is
 /// claimed. A row at or below that id it did not see must have been written by a transaction
 /// its snapshot saw in progress: the row's id was drawn before that highest row's, hence before
-/// the snapshot, and the write side's transaction has its id before it draws an outbox id (it
-/// writes the order row first). So once every one of those transactions has ended, a later claim
+/// the snapshot, and a writer's transaction has its transaction id before it draws an outbox id
+/// (the id column's default takes the transaction id first: migration 0004). So once every one
+/// of those transactions has ended, a later claim
 /// sees all their rows; if that claim also reached the highest id (it came back short, or
 /// returned rows up to that id), everything up to it is claimed and `settled` moves there.
 ///

@@ -36,6 +36,32 @@ async fn drained(store: &Store, what: &str) -> TestResult {
     Ok(())
 }
 
+const TRACE_HEADERS: &str = r#"{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}"#;
+
+/// An `order.created` event for a new order like `like`.
+async fn created_like(store: &Store, like: ordexa_domain::OrderId, admin: &Actor) -> Result<OrderEvent, kit::Failure> {
+    let mut order = store.get_order(like, admin).await?;
+    order.id = ordexa_domain::OrderId::new();
+    order.version = 1;
+    order.status = ordexa_domain::OrderStatus::Pending;
+    Ok(OrderEvent::created(&order))
+}
+
+/// Inserts `event`'s outbox row with `headers`, as a writer would, on `conn`.
+async fn insert_event(conn: &mut sqlx::PgConnection, event: &OrderEvent, headers: &str) -> TestResult {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, schema_version, payload, headers) \
+         VALUES ($1, $2, 1, 'order.created', 1, $3::json, $4::jsonb)",
+    )
+    .bind(event.event_id)
+    .bind(event.order_id.0)
+    .bind(serde_json::to_string(event)?)
+    .bind(headers)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Inserts an `order.created` outbox row for a new order, as a writer would, in `tx`.
 async fn insert_created(
     tx: &mut sqlx::PgConnection,
@@ -43,22 +69,19 @@ async fn insert_created(
     like: ordexa_domain::OrderId,
     admin: &Actor,
 ) -> Result<OrderEvent, kit::Failure> {
-    let mut order = store.get_order(like, admin).await?;
-    order.id = ordexa_domain::OrderId::new();
-    order.version = 1;
-    order.status = ordexa_domain::OrderStatus::Pending;
-    let event = OrderEvent::created(&order);
-    sqlx::query(
-        "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, schema_version, payload, headers) \
-         VALUES ($1, $2, 1, 'order.created', 1, $3::json, \
-         '{\"traceparent\": \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"}')",
-    )
-    .bind(event.event_id)
-    .bind(event.order_id.0)
-    .bind(serde_json::to_string(&event)?)
-    .execute(tx)
-    .await?;
+    let event = created_like(store, like, admin).await?;
+    insert_event(tx, &event, TRACE_HEADERS).await?;
     Ok(event)
+}
+
+fn create_request(user_id: String) -> CreateOrder {
+    CreateOrder {
+        user_id,
+        items: vec![ItemRequest { sku: "FRENCH-PRESS".into(), quantity: 1 }],
+        shipping_address: address(),
+        idempotency: None,
+        traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,15 +122,7 @@ async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> Test
             // Let the relay publish everything so far, so that later claims start past it.
             drained(&store, "the first orders").await?;
         }
-        let outcome = store
-            .create_order(CreateOrder {
-                user_id: format!("user-{i}"),
-                items: vec![ItemRequest { sku: "FRENCH-PRESS".into(), quantity: 1 }],
-                shipping_address: address(),
-                idempotency: None,
-                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
-            })
-            .await?;
+        let outcome = store.create_order(create_request(format!("user-{i}"))).await?;
         let CreateOutcome::Created { order, .. } = outcome else { return Err("unexpected replay".into()) };
         for t in [Transition::Confirm, Transition::Cancel] {
             store.change_order(order.id, &admin, OrderChange::Transition(t), None, "").await?;
@@ -121,15 +136,7 @@ async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> Test
     let late = insert_created(&mut late_tx, &store, committed[0], &admin).await?;
     let mut after_late = Vec::new();
     for i in 0..3 {
-        let outcome = store
-            .create_order(CreateOrder {
-                user_id: format!("user-late-{i}"),
-                items: vec![ItemRequest { sku: "FRENCH-PRESS".into(), quantity: 1 }],
-                shipping_address: address(),
-                idempotency: None,
-                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
-            })
-            .await?;
+        let outcome = store.create_order(create_request(format!("user-late-{i}"))).await?;
         let CreateOutcome::Created { order, .. } = outcome else { return Err("unexpected replay".into()) };
         after_late.push(order.id);
     }
@@ -152,6 +159,45 @@ async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> Test
     t.commit().await?;
     drained(&store, "the newest late row").await?;
 
+    // A row whose id is drawn before its transaction has a transaction id: the outbox row is the
+    // transaction's first write, and a test trigger holds it for 2 s after its id is drawn (the
+    // column default) and before it is stored (where PostgreSQL would assign the transaction id).
+    // An order committed meanwhile is published; the claim that finds it must not settle past
+    // the held row (migration 0004 takes the transaction id before the outbox id).
+    sqlx::raw_sql(
+        "CREATE FUNCTION test_hold_row() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.headers ? 'hold' THEN PERFORM pg_sleep(2); END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER test_hold_row BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION test_hold_row();",
+    )
+    .execute(&pool)
+    .await?;
+    let held = created_like(&store, committed[0], &admin).await?;
+    let holding = {
+        let (pool, held) = (pool.clone(), held.clone());
+        tokio::spawn(async move {
+            let mut conn = pool.acquire().await?;
+            let headers = TRACE_HEADERS.replacen('{', r#"{"hold": true, "#, 1);
+            insert_event(&mut conn, &held, &headers).await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+        .fetch_one(&pool)
+        .await?
+        == 0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the held insert never reached its trigger");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let CreateOutcome::Created { order: during_hold, .. } =
+        store.create_order(create_request("user-hold".into())).await?
+    else {
+        return Err("unexpected replay".into());
+    };
+    drained(&store, "the order committed while the held row waited").await?;
+    holding.await.map_err(|e| e.to_string())??;
+    drained(&store, "the row whose id was drawn before its transaction id").await?;
+
     // A transaction that writes an outbox row and is rolled back after the relay has had every
     // chance to see it.
     let mut tx = pool.begin().await?;
@@ -167,12 +213,13 @@ async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> Test
 
     let messages = kit::read_topic(&ordexa_domain::topic_name(&prefix)).await?;
     let report = kit::check_order_stream(&messages)?;
-    assert_eq!(report.events, 23 * 3 + 3 + 1 + 2);
+    assert_eq!(report.events, 23 * 3 + 3 + 1 + 2 + 2);
     assert!(!report.latest.contains_key(&ghost.order_id.to_string()), "a rolled-back row was published");
     for id in &committed {
         assert_eq!(report.latest.get(&id.to_string()).copied(), Some(3));
     }
-    for id in after_late.iter().chain([&late.order_id, &newest_late.order_id, &before_it.order_id]) {
+    let once = [&late.order_id, &newest_late.order_id, &before_it.order_id, &held.order_id, &during_hold.id];
+    for id in after_late.iter().chain(once) {
         assert_eq!(report.latest.get(&id.to_string()).copied(), Some(1), "order {id}");
     }
 
