@@ -72,12 +72,14 @@ infra-status: ## say what runs where
 infra-env: ## print export lines for the running servers: eval "$(make -s infra-env)"
 	@$(INFRA) env
 
-.PHONY: bench bench-api bench-relay bench-e2e
+.PHONY: bench bench-api bench-relay bench-relay-overlap bench-e2e
 bench: bench-api bench-relay bench-e2e ## run every benchmark (bench-api, bench-relay, then bench-e2e); results land in bench/results/
 bench-api: ## open-loop load on POST /api/v1/orders next to pgbench with the same SQL; writes bench/results/api-*.md
 	@bash bench/api.sh
 bench-relay: ## the outbox relay: drain 200,000 rows, steady load, producer and SQL ceilings; writes bench/results/relay-*.md
 	@bash bench/relay.sh
+bench-relay-overlap: ## the relay under paced pgbench writers overlapping its claims; fails if rows are left in the outbox
+	@bash bench/relay-overlap.sh
 bench-e2e: ## the projector's drain vs its ceiling; api+relay+projector: commit→visible, burst, memory; writes bench/results/e2e-*.md and .svg
 	@bash bench/e2e.sh
 

@@ -24,7 +24,7 @@ use crate::workload;
 pub const INSERT_SQL: &str = "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, \
      schema_version, payload, headers) VALUES ($1, $2, $3, $4, $5, $6::json, $7)";
 /// The relay's claim and its removal of a published batch: the relay's own constants.
-pub use ordexa_relay::{CLAIM_SESSION_SQL, DELETE_SQL};
+pub use ordexa_relay::DELETE_SQL;
 /// The most events one writer transaction may commit (a multi-row INSERT binds 7 per row, and
 /// PostgreSQL takes at most 65535 parameters).
 pub const MAX_EVENTS_PER_COMMIT: usize = 1000;
@@ -518,7 +518,7 @@ pub async fn claim_and_remove(
     in_flight: usize,
 ) -> Result<(u64, Vec<Duration>)> {
     let deleter_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut deleter).await?;
-    sqlx::query(CLAIM_SESSION_SQL).execute(&mut *claimer).await?;
+    ordexa_relay::prepare_claim_session(&mut *claimer).await?;
     let (requests, mut to_delete) = tokio::sync::mpsc::unbounded_channel::<(Vec<i64>, Instant)>();
     let (report, mut deleted) = tokio::sync::mpsc::unbounded_channel::<Result<(u64, Duration)>>();
     let deleting = tokio::spawn(async move {

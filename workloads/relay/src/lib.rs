@@ -191,7 +191,7 @@ async fn acquire_leadership(url: &str) -> Result<Option<PgConnection>, sqlx::Err
     let acquired: bool =
         sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK_KEY).fetch_one(&mut conn).await?;
     if acquired {
-        sqlx::query(CLAIM_SESSION_SQL).execute(&mut conn).await?;
+        prepare_claim_session(&mut conn).await?;
         Ok(Some(conn))
     } else {
         let _ = conn.close().await;
@@ -207,30 +207,39 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The leader's claim: the next rows in id order above `$2`, below which every row that is or
 /// will be visible has been claimed already (see [`Claims`]), and not in `$3`, the claimed rows
-/// above `$2` still in the outbox.
-///
-/// When it returns rows it returns one more, with a null `id`: what the statement's snapshot
-/// saw in progress. `running` lists the transaction ids that may still commit rows the snapshot
-/// did not see: those listed in progress (`pg_snapshot_xip`) and every id from the snapshot's
-/// `xmax` up to `me`, a transaction id the statement takes after its snapshot (ids at or above
-/// `xmax` are not listed, and any of them may be in progress). `deleter` is the transaction the
-/// relay's deleter (session `$4`, which only deletes) is running, if any, as a 32-bit `xid`.
-/// An unnamed statement, so planned for its values: `$2` becomes an index bound and `$3` a
-/// hashed set.
-pub const CLAIM_SQL: &str = "WITH claimed AS NOT MATERIALIZED (SELECT id, aggregate_id, event_id, event_type, schema_version, \
+/// above `$2` still in the outbox. An unnamed statement, so planned for its values: `$2` becomes
+/// an index bound and `$3` a hashed set. It runs in a repeatable-read transaction, followed by
+/// [`SNAPSHOT_SQL`] when it returned rows.
+pub const CLAIM_SQL: &str = "SELECT id, aggregate_id, event_id, event_type, schema_version, \
      payload::text AS payload, headers->>'traceparent' AS traceparent \
-     FROM outbox WHERE id > $2 AND id <> ALL($3) ORDER BY id LIMIT $1) \
-     SELECT *, NULL::int8[] AS running, NULL::int8 AS deleter FROM claimed \
-     UNION ALL \
-     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-     ARRAY(SELECT x::text::int8 FROM pg_snapshot_xip(snap) AS x UNION ALL \
-     SELECT generate_series(pg_snapshot_xmax(snap)::text::int8, me::text::int8 - 1)), deleter::text::int8 \
+     FROM outbox WHERE id > $2 AND id <> ALL($3) ORDER BY id LIMIT $1";
+/// What the claim's snapshot (the transaction's, repeatable read) saw in progress: `running`
+/// lists the transaction ids that may still commit rows the claim did not see, those listed in
+/// progress (`pg_snapshot_xip`) and every id from the snapshot's `xmax` up to `me`, a transaction
+/// id this statement takes, after the claim's snapshot (ids at or above `xmax` are not listed,
+/// and any of them may be in progress). `deleter` is the transaction the relay's deleter
+/// (session `$1`, which only deletes) is running, if any, as a 32-bit `xid`.
+///
+/// A separate statement so that `me` is taken after the snapshot for certain: with both in one
+/// statement, a claim once saw a row's transaction neither listed in progress nor below `me`.
+pub const SNAPSHOT_SQL: &str = "SELECT ARRAY(SELECT x::text::int8 FROM pg_snapshot_xip(snap) AS x UNION ALL \
+     SELECT generate_series(pg_snapshot_xmax(snap)::text::int8, me::text::int8 - 1)) AS running, \
+     deleter::text::int8 AS deleter \
      FROM (SELECT pg_current_snapshot() AS snap, pg_current_xact_id() AS me, \
-     (SELECT backend_xid FROM pg_stat_activity WHERE pid = $4) AS deleter) AS now \
-     WHERE EXISTS (SELECT FROM claimed)";
-/// The claiming session's setting: a claim takes a transaction id (see [`CLAIM_SQL`]) but writes
-/// nothing, so its commit need not wait for the WAL to reach disk.
-pub const CLAIM_SESSION_SQL: &str = "SET synchronous_commit = off";
+     (SELECT backend_xid FROM pg_stat_activity WHERE pid = $1) AS deleter) AS now";
+/// The claiming session's settings: claims and [`SNAPSHOT_SQL`] share one snapshot (repeatable
+/// read), and a claim takes a transaction id but writes nothing, so its commit need not wait for
+/// the WAL to reach disk.
+pub const CLAIM_SESSION_SQL: [&str; 2] =
+    ["SET synchronous_commit = off", "SET default_transaction_isolation = 'repeatable read'"];
+
+/// Applies [`CLAIM_SESSION_SQL`] to the leader's session.
+pub async fn prepare_claim_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    for setting in CLAIM_SESSION_SQL {
+        sqlx::query(setting).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
 /// The removal of a published batch, on the deleter's session.
 pub const DELETE_SQL: &str = "DELETE FROM outbox WHERE id = ANY($1)";
 
@@ -473,39 +482,49 @@ pub async fn claim(
     excluded: &[i64],
     deleter: i32,
 ) -> Result<Vec<OutboxRow>, RelayError> {
+    let mut tx = conn.begin().await?;
     let results = sqlx::query(CLAIM_SQL)
         .bind(limit)
         .bind(claims.settled)
         .bind(excluded)
-        .bind(deleter)
         .persistent(false)
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await?;
-    let mut rows = Vec::with_capacity(results.len());
-    let mut snapshot = None;
-    for r in &results {
-        match r.try_get::<Option<i64>, _>("id")? {
-            Some(id) => rows.push(OutboxRow {
-                id,
+    let rows = results
+        .iter()
+        .map(|r| {
+            Ok(OutboxRow {
+                id: r.try_get("id")?,
                 aggregate_id: r.try_get("aggregate_id")?,
                 event_id: r.try_get("event_id")?,
                 event_type: r.try_get("event_type")?,
                 schema_version: r.try_get("schema_version")?,
                 payload: r.try_get("payload")?,
                 traceparent: r.try_get("traceparent")?,
-            }),
-            None => snapshot = Some(Snapshot::new(r.try_get("running")?, r.try_get("deleter")?)),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let snapshot = match rows.last() {
+        Some(_) => {
+            let r = sqlx::query(SNAPSHOT_SQL).bind(deleter).fetch_one(&mut *tx).await?;
+            Some(Snapshot::new(r.try_get("running")?, r.try_get("deleter")?))
         }
-    }
-    // UNION ALL keeps the claimed rows in the order the claim read them; sorting costs nothing then.
-    if !rows.is_sorted_by_key(|r| r.id) {
-        rows.sort_by_key(|r| r.id);
-    }
+        None => None,
+    };
+    tx.commit().await?;
     if let (Some(highest), Some(snapshot)) = (rows.last().map(|r| r.id), &snapshot) {
         let full = i64::try_from(rows.len()).is_ok_and(|n| n >= limit);
         claims.after_claim(highest, full, snapshot);
     }
-    tracing::trace!(rows = rows.len(), ?snapshot, settled = claims.settled, excluded = excluded.len(), "claimed");
+    tracing::trace!(
+        rows = rows.len(),
+        lowest = rows.first().map(|r| r.id),
+        highest = rows.last().map(|r| r.id),
+        ?snapshot,
+        settled = claims.settled,
+        excluded = excluded.len(),
+        "claimed"
+    );
     Ok(rows)
 }
 
@@ -715,19 +734,12 @@ mod tests {
 
     #[test]
     fn the_claim_statement_reads_what_the_relay_decodes() {
-        for column in [
-            "id",
-            "aggregate_id",
-            "event_id",
-            "event_type",
-            "schema_version",
-            "payload",
-            "traceparent",
-            "running",
-            "deleter",
-        ] {
+        for column in ["id", "aggregate_id", "event_id", "event_type", "schema_version", "payload", "traceparent"] {
             assert!(CLAIM_SQL.contains(column), "{column}");
         }
-        assert!(CLAIM_SQL.contains("WHERE id > $2 AND id <> ALL($3) ORDER BY id LIMIT $1"));
+        assert!(CLAIM_SQL.ends_with("WHERE id > $2 AND id <> ALL($3) ORDER BY id LIMIT $1"));
+        for column in ["running", "deleter"] {
+            assert!(SNAPSHOT_SQL.contains(column), "{column}");
+        }
     }
 }
