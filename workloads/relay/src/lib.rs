@@ -504,18 +504,15 @@ pub async fn claim(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let snapshot = match rows.last() {
-        Some(_) => {
-            let r = sqlx::query(SNAPSHOT_SQL).bind(deleter).fetch_one(&mut *tx).await?;
-            Some(Snapshot::new(r.try_get("running")?, r.try_get("deleter")?))
-        }
-        None => None,
-    };
-    tx.commit().await?;
-    if let (Some(highest), Some(snapshot)) = (rows.last().map(|r| r.id), &snapshot) {
-        let full = i64::try_from(rows.len()).is_ok_and(|n| n >= limit);
-        claims.after_claim(highest, full, snapshot);
+    // A claim that returned nothing says nothing about settling, and takes no transaction id.
+    let mut snapshot = None;
+    if let Some(highest) = rows.last().map(|r| r.id) {
+        let r = sqlx::query(SNAPSHOT_SQL).bind(deleter).fetch_one(&mut *tx).await?;
+        let seen = Snapshot::new(r.try_get("running")?, r.try_get("deleter")?);
+        claims.after_claim(highest, i64::try_from(rows.len()).is_ok_and(|n| n >= limit), &seen);
+        snapshot = Some(seen);
     }
+    tx.commit().await?;
     tracing::trace!(
         rows = rows.len(),
         lowest = rows.first().map(|r| r.id),
