@@ -16,8 +16,8 @@
 #   BENCH_WRITERS          the steady writer's connections (default 32)
 #   BENCH_EVENTS_PER_COMMIT  events in each steady-load transaction, each of a different order (default auto:
 #                          the smallest number that keeps the writer's commits/s within an eighth of what it can
-#                          commit, the closed-loop writer ceiling with the NOTIFY trigger measured just before
-#                          the steady load; or a number, 1 being one event per transaction as the store commits)
+#                          commit, the closed-loop writer ceiling with the NOTIFY trigger and no relay waiting,
+#                          measured just before the steady load; or a number, 1 being one event per transaction as the store commits)
 #   BENCH_WRITER_COMMIT_RATE  commits/s the writer can make, for auto in place of that measured ceiling (default unset)
 #   BENCH_WRITER_TRANSACTION  how the steady writer commits: statement (one multi-row INSERT per transaction) or
 #                          explicit (BEGIN, one INSERT per event, COMMIT, as the store's commands) (default statement)

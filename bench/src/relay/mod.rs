@@ -10,7 +10,8 @@
 //!    - **the two ceilings**: the relay's producer sending the same messages from memory, and
 //!      the relay's claim-and-remove SQL on a fresh identical backlog without Kafka.
 //! 2. **The write side's commit ceiling**: one-event transactions closed loop, with the outbox's
-//!    NOTIFY trigger and without it.
+//!    NOTIFY trigger while a relay waits (every commit notifies) and while none does (none
+//!    notifies), and without the trigger.
 //! 3. **Steady load**: a new relay, and a writer committing events at a fraction (default ½) of
 //!    the median drain rate, on an open-loop schedule, N events per transaction, each of a
 //!    different order (`--writer-events-per-commit`: by default the smallest N that keeps the
@@ -31,11 +32,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use ordexa_relay::RelayConfig;
 use serde::{Deserialize, Serialize};
-use sqlx::Connection;
+use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 
 use crate::ladder::{self, Latency, QuietArgs};
@@ -91,26 +92,25 @@ pub struct RelayArgs {
     /// Events each steady-load transaction commits, each of a different order: a number (1: one
     /// event per transaction, as the store's commands), or `auto`: the smallest number that keeps
     /// the writer's commits per second within --writer-commit-fraction of what it can commit
-    /// (--writer-commit-rate if given, else the writer ceiling with the NOTIFY trigger, measured
-    /// just before the steady load).
+    /// (--writer-commit-rate if given, else the writer ceiling with the NOTIFY trigger and no
+    /// relay waiting, measured just before the steady load).
     #[arg(long, default_value_t = EventsPerCommit::Auto)]
     writer_events_per_commit: EventsPerCommit,
     /// Commits per second the writer can make (one-event transactions, closed loop, NOTIFY trigger
-    /// on), for `--writer-events-per-commit auto` in place of the writer ceiling of this run.
+    /// on, no relay waiting), for `--writer-events-per-commit auto` in place of the writer ceiling of this run.
     #[arg(long)]
     writer_commit_rate: Option<f64>,
     /// With `--writer-events-per-commit auto`: the most commits per second the steady writer is
     /// asked for, as a fraction of the commit rate it can make closed loop. The relay, stopped
-    /// while that is measured, needs the machine too, and the NOTIFY trigger makes commits take
-    /// turns: on 2 cores, with the relay running, 400–760 of the 2,700 commits/s closed loop went
-    /// through, so an eighth by default.
+    /// while that is measured, needs the machine too, and while it waits for rows commits notify
+    /// and take turns, so an eighth by default.
     #[arg(long, default_value_t = 0.125)]
     writer_commit_fraction: f64,
     /// Most writer transactions waiting or running at once; one due beyond it is not attempted.
     #[arg(long, default_value_t = 256)]
     writer_max_in_flight: usize,
     /// Seconds of each closed-loop writer run (the write side's commit ceiling, with the
-    /// outbox's NOTIFY trigger and without it, before the steady load); 0 skips them
+    /// outbox's NOTIFY trigger, a relay waiting or not, and without it, before the steady load); 0 skips them
     /// (`--writer-events-per-commit auto` then needs --writer-commit-rate).
     #[arg(long, default_value_t = 5.0)]
     writer_ceiling_seconds: f64,
@@ -191,7 +191,8 @@ pub(crate) fn auto_events_per_commit(event_rate: f64, commit_rate: f64, fraction
 }
 
 /// Events per transaction of the steady writer, and how they were chosen (for the report).
-/// `measured` is the commit ceiling with the NOTIFY trigger measured in this run, if it was.
+/// `measured` is the commit ceiling with the NOTIFY trigger and no relay waiting measured in this
+/// run, if it was.
 pub(crate) fn choose_events_per_commit(
     choice: EventsPerCommit,
     event_rate: f64,
@@ -204,9 +205,10 @@ pub(crate) fn choose_events_per_commit(
     }
     let (commit_rate, source) = match (given_commit_rate, measured) {
         (Some(given), _) => (given, "given with --writer-commit-rate"),
-        (None, Some(measured)) => {
-            (measured, "the commit ceiling below with the NOTIFY trigger, measured just before this load")
-        }
+        (None, Some(measured)) => (
+            measured,
+            "the commit ceiling below with the NOTIFY trigger and no relay waiting, measured just before this load",
+        ),
         (None, None) => bail!("--writer-events-per-commit auto needs the writer ceiling or --writer-commit-rate"),
     };
     let n = auto_events_per_commit(event_rate, commit_rate, fraction)?;
@@ -330,6 +332,10 @@ pub struct Steady {
 pub struct WriterCeiling {
     /// The outbox's NOTIFY trigger enabled (as migrated) or disabled.
     pub notify: bool,
+    /// A session held the relay's idle lock, as a relay waiting for rows does: every commit
+    /// notifies (migration 0005). Without it, as while the relay is busy or stopped, none does.
+    #[serde(default)]
+    pub relay_waiting: bool,
     pub connections: u32,
     pub commits: u64,
     pub seconds: f64,
@@ -522,7 +528,7 @@ async fn run_async(args: RelayArgs) -> Result<()> {
         run.sql_ceilings.push(sql);
     }
 
-    // --- 2. the write side's commit ceiling, with and without the NOTIFY trigger --------------
+    // --- 2. the write side's commit ceiling: notifying, not notifying, no trigger --------------
     if ctx.args.writer_ceiling_seconds > 0.0 {
         run.writer_ceilings = writer_ceilings(&ctx).await?;
     }
@@ -530,7 +536,7 @@ async fn run_async(args: RelayArgs) -> Result<()> {
     // --- 3. steady load at a fraction of the median drain rate ---------------------------------
     let median_rate = median(&run.drains.iter().map(|d| d.throughput.rate).collect::<Vec<_>>());
     let rate = median_rate * ctx.args.steady_fraction;
-    let measured = run.writer_ceilings.iter().find(|c| c.notify).map(|c| c.rate);
+    let measured = run.writer_ceilings.iter().find(|c| c.notify && !c.relay_waiting).map(|c| c.rate);
     let (events_per_commit, basis) = choose_events_per_commit(
         ctx.args.writer_events_per_commit,
         rate,
@@ -794,22 +800,48 @@ async fn steady(ctx: &Ctx, rate: f64, events_per_commit: usize) -> Result<Steady
     Ok(steady)
 }
 
-/// One-event transactions closed loop, with the outbox's NOTIFY trigger, then without (the commit
-/// rate the steady load's `auto` events per commit is chosen from).
+/// How a writer ceiling was measured, for logs and the report.
+pub(crate) fn writer_case(notify: bool, relay_waiting: bool) -> &'static str {
+    match (notify, relay_waiting) {
+        (true, true) => "NOTIFY trigger on, a relay waiting: every commit notifies",
+        (true, false) => "NOTIFY trigger on, no relay waiting (as while it publishes): no commit notifies",
+        (false, _) => "trigger off",
+    }
+}
+
+/// One-event transactions closed loop: with the outbox's NOTIFY trigger while a relay waits (every
+/// commit notifies), with it while no relay waits (as under load: none notifies), then without
+/// the trigger. The second is the commit rate the steady load's `auto` events per commit is
+/// chosen from.
 async fn writer_ceilings(ctx: &Ctx) -> Result<Vec<WriterCeiling>> {
     let args = &ctx.args;
     let per_run = 60_000usize;
     let per_order = ctx.events_per_order;
-    let rows = outbox::order_lives((2 * per_run).div_ceil(per_order), per_order, 2 * args.orders)?;
+    let cases = [(true, true), (true, false), (false, false)];
+    let rows = outbox::order_lives((cases.len() * per_run).div_ceil(per_order), per_order, 2 * args.orders)?;
     let writers = outbox::writer_pool(&args.database_url, args.writers).await?;
     let mut ceilings = Vec::new();
-    for (i, notify) in [true, false].into_iter().enumerate() {
+    for (i, (notify, relay_waiting)) in cases.into_iter().enumerate() {
         let part = Arc::new(rows.iter().skip(i * per_run).take(per_run).cloned().collect::<Vec<_>>());
         let toggle = if notify { "ENABLE" } else { "DISABLE" };
         sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE outbox {toggle} TRIGGER outbox_notify")))
             .execute(&ctx.pool)
             .await?;
-        quiet(args, if notify { "writer ceiling (NOTIFY trigger on)" } else { "writer ceiling (trigger off)" }).await;
+        let what = writer_case(notify, relay_waiting);
+        quiet(args, &format!("writer ceiling ({what})")).await;
+        // The idle lock, held as a waiting relay holds it, on a session of its own.
+        let mut waiting = match relay_waiting {
+            true => {
+                let mut conn = PgConnection::connect(&args.database_url).await?;
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(ordexa_relay::IDLE_LOCK_KEY)
+                    .fetch_one(&mut conn)
+                    .await?;
+                ensure!(got, "the relay's idle lock is held by another session");
+                Some(conn)
+            }
+            false => None,
+        };
         let groups = groups(args, None);
         let before = CpuSnapshot::take(&groups);
         let waits = outbox::WaitSampler::start(&args.database_url, Duration::from_millis(50)).await?;
@@ -823,8 +855,12 @@ async fn writer_ceilings(ctx: &Ctx) -> Result<Vec<WriterCeiling>> {
         let (wait_samples, wait_events) = waits.finish();
         let object_locks = locks.await.context("the lock sampler")??;
         let cpu = before.usage_until(&CpuSnapshot::take(&groups));
+        if let Some(conn) = waiting.take() {
+            conn.close().await?;
+        }
         let ceiling = WriterCeiling {
             notify,
+            relay_waiting,
             connections: args.writers,
             commits,
             seconds,
@@ -835,11 +871,7 @@ async fn writer_ceilings(ctx: &Ctx) -> Result<Vec<WriterCeiling>> {
             wait_events,
             object_locks,
         };
-        eprintln!(
-            "[relay] writer ceiling, NOTIFY trigger {}: {:.0} commits/s",
-            if notify { "on" } else { "off" },
-            ceiling.rate
-        );
+        eprintln!("[relay] writer ceiling, {what}: {:.0} commits/s", ceiling.rate);
         ceilings.push(ceiling);
     }
     sqlx::query("ALTER TABLE outbox ENABLE TRIGGER outbox_notify").execute(&ctx.pool).await?;

@@ -506,7 +506,7 @@ impl WaitSampler {
 
 /// The relay's claim and removal alone, without Kafka, arranged as the relay arranges them:
 /// claims on one session (`claimer`, as the relay's leader session), deletes on another
-/// (`deleter`, as the relay's deleter) in claim order, with up to `in_flight` claimed batches
+/// (`deleter`, with the relay's deleter's setting) in claim order, with up to `in_flight` claimed batches
 /// not yet deleted; claims are the relay's own (`ordexa_relay::claim`: the statement, the
 /// decoding, the start past settled rows). Runs until a claim finds
 /// nothing and every batch is deleted. Returns the rows removed and how long each batch took
@@ -518,6 +518,7 @@ pub async fn claim_and_remove(
     in_flight: usize,
 ) -> Result<(u64, Vec<Duration>)> {
     let deleter_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut deleter).await?;
+    sqlx::query(ordexa_relay::DELETER_SESSION_SQL).execute(&mut deleter).await?;
     ordexa_relay::prepare_claim_session(&mut *claimer).await?;
     let (requests, mut to_delete) = tokio::sync::mpsc::unbounded_channel::<(Vec<i64>, Instant)>();
     let (report, mut deleted) = tokio::sync::mpsc::unbounded_channel::<Result<(u64, Duration)>>();

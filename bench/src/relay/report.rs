@@ -496,12 +496,14 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
         writeln!(
             out,
             "The writer's transactions with one event each, closed loop (every connection commits back to back), \
-             with the relay stopped: first with the outbox's `AFTER INSERT … FOR EACH STATEMENT` trigger that \
-             NOTIFYs the relay (migration 0002, as deployed), then with that trigger disabled.\n"
+             with the relay stopped. The outbox's `AFTER INSERT … FOR EACH STATEMENT` trigger NOTIFYs the relay \
+             only while it waits for rows (it then holds an advisory lock; migration 0005): first with a session \
+             holding that lock, as a waiting relay does, so that every commit notifies; then with the trigger as \
+             while the relay publishes, when no commit notifies; then with the trigger disabled.\n"
         )?;
         writeln!(
             out,
-            "| NOTIFY trigger | connections | commits/s | commit p50 ms | commit p99 ms | CPU busy | postgres cores | main waits (average sessions) |"
+            "| trigger | connections | commits/s | commit p50 ms | commit p99 ms | CPU busy | postgres cores | main waits (average sessions) |"
         )?;
         writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|")?;
         for c in &run.writer_ceilings {
@@ -515,7 +517,7 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
             writeln!(
                 out,
                 "| {} | {} | **{}** | {} | {} | {} | {} | {} |",
-                if c.notify { "on (as deployed)" } else { "off" },
+                super::writer_case(c.notify, c.relay_waiting),
                 c.connections,
                 num(c.rate),
                 ms(c.commit_latency.as_ref().map(|l| l.p50_ms)),
@@ -529,8 +531,8 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
         for c in run.writer_ceilings.iter().filter(|c| !c.object_locks.is_empty()) {
             writeln!(
                 out,
-                "Object locks (`pg_locks`, locktype `object`) half-way through the run with the trigger {}: {}.\n",
-                if c.notify { "on" } else { "off" },
+                "Object locks (`pg_locks`, locktype `object`) half-way through the run ({}): {}.\n",
+                super::writer_case(c.notify, c.relay_waiting),
                 c.object_locks.join("; ")
             )?;
         }
@@ -578,22 +580,21 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
          event of a different order (the store's exact outbox INSERT, with `synchronous_commit` as the server has \
          it; see the settings), rather than whole order commands, so that as much of the machine as possible is \
          left to the relay; its events are real order lives too, each order's versions far apart in the schedule. \
-         Real order commands commit one event each, but a PostgreSQL that flushes its WAL at every commit (with the \
-         NOTIFY trigger, one commit at a time) makes far fewer commits per second than the relay moves events on \
+         Real order commands commit one event each, but a PostgreSQL that flushes its WAL at every commit makes \
+         far fewer commits per second than the relay moves events on \
          this machine (the write side's commit ceiling above), so with `auto` N is the smallest number that keeps \
          the commits per second within a fraction of that ceiling; N = 1 is the store's one event per transaction. \
          The relay \
          does not see how events were grouped: it claims rows in id order whatever transaction wrote them. What \
-         changes for it is that it is woken (NOTIFY) once per commit rather than once per event, and finds N rows \
-         at a time. Every event's latency runs from its own transaction's commit time, which the N events share. \
+         changes for it is that it finds N rows at a time. Every event's latency runs from its own transaction's commit time, which the N events share. \
          When the writer reaches less than 95 % of the events per second asked (or any of its transactions fails \
          or is not attempted), the latency is still every committed event's, but at the lower rate it did reach; \
          the load goal is then not shown.\n\
-         - \"Lock: object\" in the wait tables is a heavyweight lock on an object; with the NOTIFY trigger it is \
+         - \"Lock: object\" in the wait tables is a heavyweight lock on an object; when commits notify it is \
          PostgreSQL's lock on `pg_database, objid 0`, which every transaction that sent a NOTIFY takes before its \
          commit record and holds until the commit is flushed (`PreCommit_Notify` in `src/backend/commands/async.c`), \
          so that notifications enter the queue in commit order. Such commits therefore happen one at a time, each \
-         waiting for its own WAL flush.\n"
+         waiting for its own WAL flush; that is why writers notify only while the relay waits.\n"
     )?;
     Ok(out)
 }

@@ -45,6 +45,15 @@ pub use batch::{Acknowledgements, BatchProducer, Event};
 pub const LEADER_LOCK_KEY: i64 = 0x6f72_6465_7861_726c;
 /// The channel the outbox trigger notifies.
 pub const NOTIFY_CHANNEL: &str = "ordexa_outbox";
+/// The advisory lock the leader holds while it waits for rows ("ordxidle" in ASCII, as an i64).
+/// The outbox trigger notifies only when it cannot take it shared (migration 0005): writers that
+/// commit while the relay is busy need not notify, and notifying commits take turns.
+pub const IDLE_LOCK_KEY: i64 = 0x6f72_6478_6964_6c65;
+/// How soon the leader claims again after a claim, while it may not wait for a notification
+/// (batches in flight, or writers in progress): from the first to the longest pause, doubling
+/// after each claim that found nothing.
+const SHORT_POLL: Duration = Duration::from_millis(2);
+const LONGEST_POLL: Duration = Duration::from_millis(20);
 
 /// How the relay runs.
 #[derive(Debug, Clone)]
@@ -242,6 +251,11 @@ pub async fn prepare_claim_session(conn: &mut PgConnection) -> Result<(), sqlx::
 }
 /// The removal of a published batch, on the deleter's session.
 pub const DELETE_SQL: &str = "DELETE FROM outbox WHERE id = ANY($1)";
+/// The deleter session's setting: its commits do not wait for the WAL to reach disk. A delete
+/// lost in a PostgreSQL crash only leaves published rows in the outbox, to be published again
+/// (exact repeats, as after a relay crash); under a write load, deletes then need not queue for
+/// WAL flushes behind every writer's commit.
+pub const DELETER_SESSION_SQL: &str = "SET synchronous_commit = off";
 
 /// A batch queued on the producer, waiting for Kafka's acknowledgements.
 struct InFlight {
@@ -257,7 +271,7 @@ enum Wake {
     Acknowledged(Result<(), RelayError>),
     Deleted(Result<(), RelayError>),
     Stalled,
-    Notified,
+    Poll,
     Shutdown,
 }
 
@@ -357,6 +371,7 @@ struct Deleter {
 impl Deleter {
     async fn connect(url: &str) -> Result<Self, RelayError> {
         let mut conn = PgConnection::connect(url).await?;
+        sqlx::query(DELETER_SESSION_SQL).execute(&mut conn).await?;
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn).await?;
         let (requests, mut rx) = mpsc::unbounded_channel::<Published>();
         let (tx, done) = mpsc::unbounded_channel();
@@ -405,17 +420,41 @@ async fn publish(
     producer: &BatchProducer,
     topic: &str,
     config: &RelayConfig,
+    listener: Option<&mut PgListener>,
+    health: &Health,
+    shutdown: &mut Shutdown,
+) -> Result<(), RelayError> {
+    let mut waiting = false;
+    let result = lead(conn, producer, topic, config, listener, health, shutdown, &mut waiting).await;
+    if waiting {
+        // Only a database error leaves it held, after which the session closes; but a session
+        // that goes on must not keep making every writer notify.
+        let released = set_waiting(conn, false).await;
+        return result.and(released.map(|_| ()));
+    }
+    result
+}
+
+/// [`publish`]'s loop; `waiting` says whether the session holds [`IDLE_LOCK_KEY`].
+#[allow(clippy::too_many_arguments)]
+async fn lead(
+    conn: &mut PgConnection,
+    producer: &BatchProducer,
+    topic: &str,
+    config: &RelayConfig,
     mut listener: Option<&mut PgListener>,
     health: &Health,
     shutdown: &mut Shutdown,
+    waiting: &mut bool,
 ) -> Result<(), RelayError> {
     let depth = config.batches_in_flight.max(1);
     let mut deleter = Deleter::connect(&config.database_url).await?;
     let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(depth);
     let mut claims = Claims::default();
     // Whether the outbox may hold rows not claimed yet: false once a claim came back short,
-    // true again on a notification or the fallback poll.
+    // true again after a pause, a notification or the fallback poll.
     let mut more = true;
+    let mut pause = SHORT_POLL;
     loop {
         if shutdown.is_fired() {
             return finish(in_flight, deleter).await;
@@ -425,14 +464,40 @@ async fn publish(
             let excluded = claims.excluded(in_flight.iter().map(|b| &b.ids).chain(&deleter.pending).flatten());
             let rows = claim(conn, &mut claims, config.batch_size, &excluded, deleter.pid).await?;
             more = i64::try_from(rows.len()).is_ok_and(|n| n >= config.batch_size);
-            if !rows.is_empty() {
+            if rows.is_empty() {
+                pause = (pause * 2).min(LONGEST_POLL);
+            } else {
+                pause = SHORT_POLL;
+                if *waiting {
+                    set_waiting(conn, false).await?;
+                    *waiting = false;
+                }
                 in_flight.push_back(queue(producer, topic, rows, claimed)?);
             }
             continue;
         }
         if in_flight.is_empty() && deleter.pending.is_empty() {
             health.ready();
-            wait_for_rows(listener.as_deref_mut(), config.poll_interval, shutdown).await;
+            match listener.as_deref_mut() {
+                // The claim made while holding the lock found nothing: wait to be notified.
+                Some(listener) if *waiting => {
+                    wait_for_rows(Some(listener), config.poll_interval, shutdown).await;
+                    set_waiting(conn, false).await?;
+                    *waiting = false;
+                }
+                Some(listener) => {
+                    if set_waiting(conn, true).await? {
+                        // Every writer that did not notify has ended: claim once more before
+                        // waiting. Notifications received so far are older than that claim.
+                        *waiting = true;
+                        while listener.next_buffered().is_some() {}
+                    } else {
+                        // Writers in progress will not notify; look again shortly.
+                        sleep_or_shutdown(pause, shutdown).await;
+                    }
+                }
+                None => wait_for_rows(None, config.poll_interval, shutdown).await,
+            }
             more = true;
             continue;
         }
@@ -443,7 +508,7 @@ async fn publish(
             acknowledged = acknowledgements(in_flight.front_mut()) => Wake::Acknowledged(acknowledged),
             deleted = deleter.finished() => Wake::Deleted(deleted),
             () = sleep_until(stall_at) => Wake::Stalled,
-            () = notified(listener.as_deref_mut()), if !more => Wake::Notified,
+            () = tokio::time::sleep(pause), if !more => Wake::Poll,
             () = shutdown.wait() => Wake::Shutdown,
         };
         match wake {
@@ -466,10 +531,17 @@ async fn publish(
                     STALL_AFTER.as_secs()
                 ));
             }
-            Wake::Notified => more = true,
+            Wake::Poll => more = true,
             Wake::Shutdown => {}
         }
     }
+}
+
+/// Takes (`true`; whether it got it) or releases [`IDLE_LOCK_KEY`] on the leader session. It is
+/// taken only when no writer holds it shared, i.e. none is in progress that did not notify.
+async fn set_waiting(conn: &mut PgConnection, wait: bool) -> Result<bool, RelayError> {
+    let sql = if wait { "SELECT pg_try_advisory_lock($1)" } else { "SELECT pg_advisory_unlock($1)" };
+    Ok(sqlx::query_scalar(sql).bind(IDLE_LOCK_KEY).fetch_one(&mut *conn).await?)
 }
 
 /// Runs [`CLAIM_SQL`] on the leader session: up to `limit` rows not claimed yet, in id order,
@@ -596,18 +668,6 @@ async fn finish(mut in_flight: VecDeque<InFlight>, mut deleter: Deleter) -> Resu
         deleter.finished().await?;
     }
     Ok(())
-}
-
-/// Resolves on the next notification; never without a listener.
-async fn notified(listener: Option<&mut PgListener>) {
-    match listener {
-        Some(listener) => {
-            if let Err(err) = listener.recv().await {
-                tracing::debug!(error = %err, "LISTEN connection lost; it reconnects on the next wait");
-            }
-        }
-        None => std::future::pending().await,
-    }
 }
 
 /// Waits for a NOTIFY, the fallback poll, or shutdown, whichever comes first.
