@@ -99,6 +99,21 @@ fn cpu_bound(t: &Throughput) -> Option<CpuBound> {
     })
 }
 
+/// The steady load's CPU per committed event, every process together (writing, storing, relaying,
+/// reading back), its parts, and the events per second that cost fills every core at.
+fn steady_cost(t: &Throughput) -> Option<(f64, String, f64)> {
+    let cores = t.cpu.as_ref()?.cores;
+    if t.events == 0 || cores == 0 {
+        return None;
+    }
+    let per_event = |group: &str| 1e6 * t.cpu_s.get(group).copied().unwrap_or(0.0) / t.events as f64;
+    let groups =
+        [("postgres", "PostgreSQL"), ("relay", "relay"), ("kafka", "Kafka"), ("bench", "the bench tool's writer")];
+    let us: f64 = groups.iter().map(|(g, _)| per_event(g)).sum();
+    let parts = groups.iter().map(|(g, name)| format!("{name} {:.1}", per_event(g))).collect::<Vec<_>>().join(", ");
+    (us > 0.0).then(|| (us, parts, 1e6 * cores as f64 / us))
+}
+
 /// The share of the events per second asked the steady writer must reach for the latency goal
 /// to be judged.
 const LOAD_REACHED: f64 = 0.95;
@@ -344,6 +359,19 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
             bound.cores,
             num(bound.rate),
             if lower.rate > 0.0 { bound.rate / lower.rate } else { 0.0 },
+        )?;
+    }
+
+    if let Some((us, parts, carry)) = steady_cost(&steady_t) {
+        writeln!(
+            out,
+            "What the machine can carry under the steady load: each committed event cost {us:.1} µs of CPU in all \
+             ({parts}); at that cost {} cores, 100 % busy, carry at most **{} events/s**, {:.2} of the {} events/s \
+             asked. Below 1, no relay could keep up on this machine.\n",
+            steady_t.cpu.as_ref().map_or(0, |c| c.cores),
+            num(carry),
+            if writer.target_rate > 0.0 { carry / writer.target_rate } else { 0.0 },
+            num(writer.target_rate),
         )?;
     }
 
