@@ -670,14 +670,20 @@ async fn finish(mut in_flight: VecDeque<InFlight>, mut deleter: Deleter) -> Resu
     Ok(())
 }
 
-/// Waits for a NOTIFY, the fallback poll, or shutdown, whichever comes first.
+/// Waits for a NOTIFY, the fallback poll, or shutdown, whichever comes first. A listener that
+/// fails (its connection lost and not back yet) waits out the fallback poll rather than
+/// returning at once, so the relay does not spin on it.
 async fn wait_for_rows(listener: Option<&mut PgListener>, poll: Duration, shutdown: &mut Shutdown) {
     match listener {
         Some(listener) => {
-            tokio::select! {
-                _ = listener.recv() => {}
-                () = tokio::time::sleep(poll) => {}
-                () = shutdown.wait() => {}
+            let failed = tokio::select! {
+                received = listener.recv() => received.err(),
+                () = tokio::time::sleep(poll) => None,
+                () = shutdown.wait() => None,
+            };
+            if let Some(err) = failed {
+                tracing::debug!(error = %err, "LISTEN failed; it reconnects on the next wait");
+                sleep_or_shutdown(poll, shutdown).await;
             }
         }
         None => sleep_or_shutdown(poll, shutdown).await,
