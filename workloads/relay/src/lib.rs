@@ -454,7 +454,10 @@ async fn lead(
     // Whether the outbox may hold rows not claimed yet: false once a claim came back short,
     // true again after a pause, a notification or the fallback poll.
     let mut more = true;
+    // After a claim that came back short, when to claim again (unless notified first): a fixed
+    // time, not restarted by every acknowledgement or delete that wakes the loop meanwhile.
     let mut pause = SHORT_POLL;
+    let mut poll_at = tokio::time::Instant::now();
     loop {
         if shutdown.is_fired() {
             return finish(in_flight, deleter).await;
@@ -464,10 +467,9 @@ async fn lead(
             let excluded = claims.excluded(in_flight.iter().map(|b| &b.ids).chain(&deleter.pending).flatten());
             let rows = claim(conn, &mut claims, config.batch_size, &excluded, deleter.pid).await?;
             more = i64::try_from(rows.len()).is_ok_and(|n| n >= config.batch_size);
-            if rows.is_empty() {
-                pause = (pause * 2).min(LONGEST_POLL);
-            } else {
-                pause = SHORT_POLL;
+            pause = if rows.is_empty() { (pause * 2).min(LONGEST_POLL) } else { SHORT_POLL };
+            poll_at = tokio::time::Instant::now() + pause;
+            if !rows.is_empty() {
                 if *waiting {
                     set_waiting(conn, false).await?;
                     *waiting = false;
@@ -493,7 +495,8 @@ async fn lead(
                         while listener.next_buffered().is_some() {}
                     } else {
                         // Writers in progress will not notify; look again shortly.
-                        sleep_or_shutdown(pause, shutdown).await;
+                        let rest = poll_at.saturating_duration_since(tokio::time::Instant::now());
+                        sleep_or_shutdown(rest, shutdown).await;
                     }
                 }
                 None => wait_for_rows(None, config.poll_interval, shutdown).await,
@@ -508,7 +511,7 @@ async fn lead(
             acknowledged = acknowledgements(in_flight.front_mut()) => Wake::Acknowledged(acknowledged),
             deleted = deleter.finished() => Wake::Deleted(deleted),
             () = sleep_until(stall_at) => Wake::Stalled,
-            () = tokio::time::sleep(pause), if !more => Wake::Poll,
+            () = tokio::time::sleep_until(poll_at), if !more => Wake::Poll,
             () = shutdown.wait() => Wake::Shutdown,
         };
         match wake {
