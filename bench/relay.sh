@@ -13,6 +13,7 @@
 #   BENCH_PARTITIONS       partitions of the topics (default 6, `ordexa topics`'s default)
 #   BENCH_STEADY_SECONDS   seconds of steady load (default 30)
 #   BENCH_STEADY_FRACTION  the steady rate as a fraction of the drain rate (default 0.5)
+#   BENCH_STEADY_RATE      the steady rate in events/s, in place of the fraction (default unset), to compare runs
 #   BENCH_WRITERS          the steady writer's connections (default 32)
 #   BENCH_EVENTS_PER_COMMIT  events in each steady-load transaction, each of a different order (default auto:
 #                          the smallest number that keeps the writer's commits/s within an eighth of what it can
@@ -37,6 +38,7 @@ IN_FLIGHT=${BENCH_IN_FLIGHT:-4}
 PARTITIONS=${BENCH_PARTITIONS:-6}
 STEADY_SECONDS=${BENCH_STEADY_SECONDS:-30}
 STEADY_FRACTION=${BENCH_STEADY_FRACTION:-0.5}
+STEADY_RATE=${BENCH_STEADY_RATE:-}
 WRITERS=${BENCH_WRITERS:-32}
 EVENTS_PER_COMMIT=${BENCH_EVENTS_PER_COMMIT:-auto}
 WRITER_COMMIT_RATE=${BENCH_WRITER_COMMIT_RATE:-}
@@ -96,7 +98,7 @@ prefix_armed=1
 "$BENCH" relay \
   --database-url "$bench_url" --kafka-bootstrap "$ORDEXA_KAFKA_BOOTSTRAP" --topic-prefix "$PREFIX" \
   --ordexa "$ORDEXA" --events "$EVENTS" --orders "$ORDERS" --batch-size "$BATCH" --batches-in-flight "$IN_FLIGHT" --partitions "$PARTITIONS" \
-  --steady-seconds "$STEADY_SECONDS" --steady-fraction "$STEADY_FRACTION" --writers "$WRITERS" "${writer[@]}" \
+  --steady-seconds "$STEADY_SECONDS" --steady-fraction "$STEADY_FRACTION" ${STEADY_RATE:+--steady-rate "$STEADY_RATE"} --writers "$WRITERS" "${writer[@]}" \
   --rounds "$ROUNDS" \
   --relay-log "$RELAY_LOG" --quiet-wait "$QUIET_WAIT" "${pids[@]}" \
   --work-dir "$WORK" --json "$WORK/relay.json"

@@ -81,6 +81,10 @@ pub struct RelayArgs {
     /// The steady load's rate as a fraction of the drain rate.
     #[arg(long, default_value_t = 0.5)]
     steady_fraction: f64,
+    /// The steady load's rate in events per second, in place of --steady-fraction: the same load
+    /// whatever this run's drain reached, to compare runs with each other.
+    #[arg(long)]
+    steady_rate: Option<f64>,
     /// Connections of the steady-load writer.
     #[arg(long, default_value_t = 32)]
     writers: u32,
@@ -422,8 +426,11 @@ pub fn run(args: RelayArgs) -> Result<()> {
         || args.batch_size < 1
         || args.batches_in_flight < 1
         || args.steady_fraction <= 0.0
+        || args.steady_rate.is_some_and(|r| !(r > 0.0 && r.is_finite()))
     {
-        bail!("--events must be at least --orders (above 0), --batch-size and --steady-fraction above 0");
+        bail!(
+            "--events must be at least --orders (above 0), --batch-size, --steady-fraction and --steady-rate above 0"
+        );
     }
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
@@ -535,7 +542,7 @@ async fn run_async(args: RelayArgs) -> Result<()> {
 
     // --- 3. steady load at a fraction of the median drain rate ---------------------------------
     let median_rate = median(&run.drains.iter().map(|d| d.throughput.rate).collect::<Vec<_>>());
-    let rate = median_rate * ctx.args.steady_fraction;
+    let rate = ctx.args.steady_rate.unwrap_or(median_rate * ctx.args.steady_fraction);
     let measured = run.writer_ceilings.iter().find(|c| c.notify && !c.relay_waiting).map(|c| c.rate);
     let (events_per_commit, basis) = choose_events_per_commit(
         ctx.args.writer_events_per_commit,
@@ -994,10 +1001,13 @@ fn settings(args: &RelayArgs, events_per_order: usize, out: &mut BTreeMap<String
     set(
         "steady load",
         format!(
-            "{:.0} % of the drain rate (in events/s) for {} s, fixed-interval open-loop schedule of transactions, \
+            "{} for {} s, fixed-interval open-loop schedule of transactions, \
              {per_commit}, each event of a different order ({transaction}) over {} connections, at most {} \
              transactions in flight",
-            args.steady_fraction * 100.0,
+            match args.steady_rate {
+                Some(rate) => format!("{rate:.0} events/s (given, --steady-rate)"),
+                None => format!("{:.0} % of the drain rate (in events/s)", args.steady_fraction * 100.0),
+            },
             args.steady_seconds,
             args.writers,
             args.writer_max_in_flight
