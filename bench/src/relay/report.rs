@@ -690,6 +690,25 @@ mod tests {
         assert!(cpu_bound(&Throughput { events: 0, ..drain }).is_none());
     }
 
+    #[test]
+    fn the_steady_cost_counts_every_process_and_the_writer_too() {
+        let steady = Throughput {
+            events: 100_000,
+            cpu_s: [("relay", 1.0), ("postgres", 4.0), ("kafka", 0.5), ("bench", 0.5), ("other", 7.0)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            cpu: Some(CpuUsage { cores: 2, ..CpuUsage::default() }),
+            ..Throughput::default()
+        };
+        let (us, parts, carry) = steady_cost(&steady).expect("a cost");
+        // 6.0 CPU-s of the four named groups over 100,000 events: 60 µs each; 2 cores carry 33,333/s.
+        assert!((us - 60.0).abs() < 1e-9);
+        assert!((carry - 2e6 / 60.0).abs() < 1e-6);
+        assert_eq!(parts, "PostgreSQL 40.0, relay 10.0, Kafka 5.0, the bench tool's writer 5.0");
+        assert!(steady_cost(&Throughput { events: 0, ..steady }).is_none());
+    }
+
     fn writer(asked: f64, achieved: f64, n: u64, errors: u64) -> WriterResult {
         let duration_s = 30.0;
         let committed = (achieved / n as f64 * duration_s).round() as u64;
