@@ -7,9 +7,11 @@
 
 use std::time::Duration;
 
-use ordexa_relay::{RelayConfig, topics};
+use ordexa_relay::topics;
 use ordexa_runtime::{Health, Shutdown};
 use ordexa_testkit::{self as kit, TestDatabase, TestResult};
+
+mod common;
 
 /// Rows per writer transaction, each of its own order, in one multi-row INSERT (the transaction's
 /// first write is its outbox row).
@@ -25,14 +27,7 @@ async fn rows_of_overlapping_writer_transactions_are_all_published() -> TestResu
     ordexa_store::migrate(&pool).await?;
     let prefix = format!("{}.", kit::unique_name("relayload"));
     topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 3, 1).await?;
-    let config = RelayConfig {
-        database_url: db.url.clone(),
-        kafka_bootstrap: kit::kafka_bootstrap()?,
-        topic_prefix: prefix.clone(),
-        batch_size: 500,
-        poll_interval: Duration::from_millis(500),
-        batches_in_flight: 4,
-    };
+    let config = common::relay_config(&db.url, &prefix, 500, Duration::from_millis(500))?;
     let (trigger, shutdown) = Shutdown::new();
     let relay = tokio::spawn(ordexa_relay::run(config, Health::new("starting"), shutdown));
 
@@ -62,18 +57,8 @@ async fn rows_of_overlapping_writer_transactions_are_all_published() -> TestResu
         committed += writer.await.map_err(|e| e.to_string())??;
     }
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&pool).await?;
-        if left == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{left} of {committed} committed rows still in the outbox 30 s after the writers stopped"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let what = format!("{committed} rows committed, the writers stopped");
+    common::drained(&pool, Duration::from_secs(30), &what).await?;
     trigger.fire();
     relay.await??;
     let published = kit::read_topic(&ordexa_domain::topic_name(&prefix)).await?;

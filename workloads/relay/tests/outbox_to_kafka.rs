@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use ordexa_domain::{ItemRequest, OrderEvent, ShippingAddress, Transition};
-use ordexa_relay::{RelayConfig, topics};
+use ordexa_relay::topics;
 use ordexa_runtime::{Health, Shutdown};
 use ordexa_store::{Actor, CreateOrder, CreateOutcome, OrderChange, Store};
 use ordexa_testkit::{self as kit, TestDatabase, TestResult};
 use serde_json::Value;
+
+mod common;
 
 fn address() -> ShippingAddress {
     ShippingAddress {
@@ -22,18 +24,9 @@ fn address() -> ShippingAddress {
     }
 }
 
-async fn outbox_len(store: &Store) -> Result<i64, kit::Failure> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(store.pool()).await?)
-}
-
 /// Waits until the outbox holds no row this session can see.
 async fn drained(store: &Store, what: &str) -> TestResult {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while outbox_len(store).await? > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "not drained within 60 s: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
+    common::drained(store.pool(), Duration::from_secs(60), what).await
 }
 
 const TRACE_HEADERS: &str = r#"{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}"#;
@@ -102,14 +95,7 @@ async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> Test
         Err(topics::TopicError::WouldShrink { current: 3, requested: 2, .. })
     ));
 
-    let config = RelayConfig {
-        database_url: db.url.clone(),
-        kafka_bootstrap: kit::kafka_bootstrap()?,
-        topic_prefix: prefix.clone(),
-        batch_size: 100,
-        poll_interval: Duration::from_millis(500),
-        batches_in_flight: 4,
-    };
+    let config = common::relay_config(&db.url, &prefix, 100, Duration::from_millis(500))?;
     let (trigger, shutdown) = Shutdown::new();
     let health = Health::new("starting");
     let relay = tokio::spawn(ordexa_relay::run(config, health.clone(), shutdown));
@@ -206,7 +192,7 @@ async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> Test
     tokio::time::sleep(Duration::from_secs(1)).await;
     tx.rollback().await?;
     assert_eq!(health.check(), Ok(()));
-    assert_eq!(outbox_len(&store).await?, 0, "the outbox is empty after draining");
+    assert_eq!(common::outbox_rows(&pool).await?, 0, "the outbox is empty after draining");
 
     trigger.fire();
     relay.await??;

@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
-use ordexa_relay::{IDLE_LOCK_KEY, NOTIFY_CHANNEL, RelayConfig, topics};
+use ordexa_relay::{IDLE_LOCK_KEY, NOTIFY_CHANNEL, topics};
 use ordexa_runtime::{Health, Shutdown};
 use ordexa_testkit::{self as kit, TestDatabase, TestResult};
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
+
+mod common;
 
 /// Far longer than any wait below: a row published within those waits was not found by the
 /// fallback poll.
@@ -37,17 +39,13 @@ async fn next_payload(listener: &mut PgListener) -> Result<String, kit::Failure>
     Ok(notification.payload().to_owned())
 }
 
-async fn outbox_rows(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(pool).await
+async fn drained(pool: &PgPool, what: &str) -> TestResult {
+    common::drained(pool, WITHIN, what).await
 }
 
-async fn drained(pool: &PgPool, what: &str) -> TestResult {
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while outbox_rows(pool).await? > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "not published within {WITHIN:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
+/// `pg_try_advisory_lock` of `IDLE_LOCK_KEY` on `session`, as the relay takes it.
+async fn try_idle_lock(session: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(IDLE_LOCK_KEY).fetch_one(session).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,8 +64,7 @@ async fn writers_notify_only_while_the_idle_lock_is_held() -> TestResult {
 
     // A waiting relay holds the lock: every commit notifies.
     let mut relay = PgConnection::connect(&db.url).await?;
-    let got: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(IDLE_LOCK_KEY).fetch_one(&mut relay).await?;
+    let got = try_idle_lock(&mut relay).await?;
     assert!(got, "no writer is in progress, so the lock is free");
     sqlx::query(INSERT).execute(&pool).await?;
     assert_eq!(next_payload(&mut listener).await?, "", "the commit made while the relay waits notifies");
@@ -81,14 +78,12 @@ async fn writers_notify_only_while_the_idle_lock_is_held() -> TestResult {
     sqlx::query(INSERT).execute(&mut *writer).await?;
     let holders = idle_lock_holders(&pool).await?;
     assert!(holders.iter().any(|(_, mode)| mode == "ShareLock"), "the writer holds the lock shared: {holders:?}");
-    let got: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(IDLE_LOCK_KEY).fetch_one(&mut relay).await?;
+    let got = try_idle_lock(&mut relay).await?;
     assert!(!got, "the relay took the lock while a writer that did not notify was in progress");
     writer.commit().await?;
     sqlx::query("SELECT pg_notify($1, 'after the writer')").bind(NOTIFY_CHANNEL).execute(&pool).await?;
     assert_eq!(next_payload(&mut listener).await?, "after the writer", "the writer notified");
-    let got: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(IDLE_LOCK_KEY).fetch_one(&mut relay).await?;
+    let got = try_idle_lock(&mut relay).await?;
     assert!(got, "once the writer ended the relay can wait");
     relay.close().await?;
     // The listener holds one of the pool's connections, which closing the pool waits for.
@@ -104,14 +99,7 @@ async fn the_relay_finds_rows_of_writers_that_did_not_notify_and_wakes_when_noti
     ordexa_store::migrate(&pool).await?;
     let prefix = format!("{}.", kit::unique_name("relaywake"));
     topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 1, 1).await?;
-    let config = RelayConfig {
-        database_url: db.url.clone(),
-        kafka_bootstrap: kit::kafka_bootstrap()?,
-        topic_prefix: prefix.clone(),
-        batch_size: 100,
-        poll_interval: FALLBACK_POLL,
-        batches_in_flight: 4,
-    };
+    let config = common::relay_config(&db.url, &prefix, 100, FALLBACK_POLL)?;
 
     // A writer in progress before the relay starts: it takes the lock shared, so it will not
     // notify when it commits.
