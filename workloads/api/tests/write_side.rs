@@ -166,6 +166,41 @@ async fn fifty_concurrent_updates_with_the_same_if_match_let_exactly_one_through
     app.finish().await
 }
 
+/// The outbox has no unique index (migration 0006): one event per order version rests on the
+/// order row's lock alone. Unconditional revisions racing on one order must each commit the next
+/// version, with exactly one event for each.
+#[tokio::test]
+async fn concurrent_unconditional_revisions_get_one_event_per_version() -> TestResult {
+    let app = TestApp::start().await?;
+    let order = app.place_order("alice").await?;
+    let id = order["id"].as_str().unwrap_or_default();
+    let path = format!("/api/v1/orders/{id}");
+    let revisions = 20;
+    let requests = (0..revisions).map(|i| {
+        let mut address = address();
+        address["line1"] = json!(format!("{i} Racing Street"));
+        app.request(Method::PATCH, &path, "alice").json(&json!({"shipping_address": address})).send()
+    });
+    let mut versions = Vec::new();
+    for response in join_all(requests).await {
+        let revised: Value = expect_status(response?, 200).await?.json().await?;
+        versions.push(revised["version"].as_i64().unwrap_or_default());
+    }
+    versions.sort_unstable();
+    let expected: Vec<i64> = (2..=revisions + 1).collect();
+    assert_eq!(versions, expected, "every revision committed a version of its own");
+
+    let events = app.events_of(id).await?;
+    let event_versions: Vec<i64> = events.iter().map(|e| e.version).collect();
+    let all: Vec<i64> = (1..=revisions + 1).collect();
+    assert_eq!(event_versions, all, "exactly one event per version, none missing");
+    let indexes: Vec<String> = sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE tablename = 'outbox'")
+        .fetch_all(&app.pool)
+        .await?;
+    assert_eq!(indexes, ["outbox_pkey"], "the outbox keeps only its primary key");
+    app.finish().await
+}
+
 #[tokio::test]
 async fn an_idempotent_retry_returns_the_first_response_and_writes_nothing() -> TestResult {
     let app = TestApp::start().await?;
