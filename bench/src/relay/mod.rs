@@ -329,6 +329,72 @@ pub struct Steady {
     /// What the database's active sessions waited on, sampled through the schedule.
     pub wait_samples: u64,
     pub wait_events: BTreeMap<String, u64>,
+    /// Second by second from the first commit: where in the run the latency came from.
+    #[serde(default)]
+    pub timeline: Vec<LoadSecond>,
+}
+
+/// One second of the steady load: the latency of the events committed in it, and PostgreSQL's
+/// background work sampled in it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadSecond {
+    /// Seconds from the first commit.
+    pub second: u64,
+    pub events: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Background samples taken in this second, and how many of them saw an autovacuum worker
+    /// on the database or the checkpointer checkpointing.
+    pub samples: u64,
+    pub autovacuum: u64,
+    pub checkpoint: u64,
+    /// Sessions waiting on the WAL, on average over the samples.
+    pub wal_waits: f64,
+}
+
+/// Buckets `latencies` (each event's commit time, µs since the epoch, and its CreateTime minus
+/// that, µs) by the second of its commit counted from the first, and `background` samples into
+/// the same seconds (samples before the first commit are left out).
+fn timeline(latencies: &[(u64, i64)], background: &[outbox::Background]) -> Result<Vec<LoadSecond>> {
+    let Some(origin) = latencies.iter().map(|(at, _)| *at).min() else { return Ok(Vec::new()) };
+    let second_of = |at: u64| usize::try_from((at - origin) / 1_000_000).unwrap_or(usize::MAX);
+    let seconds = latencies.iter().map(|(at, _)| second_of(*at)).max().unwrap_or(0) + 1;
+    let mut hists = Vec::with_capacity(seconds);
+    for _ in 0..seconds {
+        hists.push(ladder::histogram()?);
+    }
+    for (at, delta_us) in latencies {
+        ladder::record(&mut hists[second_of(*at)], u64::try_from((*delta_us).max(0)).unwrap_or(0));
+    }
+    let mut out: Vec<LoadSecond> = hists
+        .iter()
+        .enumerate()
+        .map(|(second, hist)| {
+            let latency = ladder::latency(hist);
+            LoadSecond {
+                second: second as u64,
+                events: hist.len(),
+                p50_ms: latency.as_ref().map_or(0.0, |l| l.p50_ms),
+                p99_ms: latency.as_ref().map_or(0.0, |l| l.p99_ms),
+                max_ms: latency.as_ref().map_or(0.0, |l| l.max_ms),
+                ..LoadSecond::default()
+            }
+        })
+        .collect();
+    let mut wal_waits = vec![0u64; seconds];
+    for sample in background.iter().filter(|b| b.at_us >= origin) {
+        let second = second_of(sample.at_us);
+        let Some(slot) = out.get_mut(second) else { continue };
+        slot.samples += 1;
+        slot.autovacuum += u64::from(sample.autovacuum);
+        slot.checkpoint += u64::from(sample.checkpoint);
+        wal_waits[second] += u64::from(sample.wal_waits);
+    }
+    for (slot, waits) in out.iter_mut().zip(wal_waits) {
+        slot.wal_waits = if slot.samples > 0 { waits as f64 / slot.samples as f64 } else { 0.0 };
+    }
+    Ok(out)
 }
 
 /// The write side's commit ceiling for one-event transactions, closed loop.
@@ -710,6 +776,9 @@ async fn sql_ceiling(ctx: &Ctx) -> Result<Throughput> {
     Ok(ceiling)
 }
 
+/// The relay's count of batches published (and deleted).
+const BATCHES: &str = "ordexa_relay_batch_seconds_count";
+
 /// A relay under an open-loop writer at `rate` events per second in transactions of
 /// `events_per_commit` events, and every committed event's way to Kafka.
 async fn steady(ctx: &Ctx, rate: f64, events_per_commit: usize) -> Result<Steady> {
@@ -737,7 +806,8 @@ async fn steady(ctx: &Ctx, rate: f64, events_per_commit: usize) -> Result<Steady
     relay.check_alive()?;
     let from = kafka::high_watermarks(&args.kafka_bootstrap, &ctx.topic)?;
     let published_before = relay.published().await.context("the relay's /metrics does not answer")?;
-    let batches_before = relay.metrics().await.and_then(|m| process::metric(&m, "ordexa_relay_batch_seconds_count"));
+    // Before its first batch the relay has no such line: none published yet.
+    let batches_before = relay.metrics().await.map(|m| process::metric(&m, BATCHES).unwrap_or(0.0));
     let waits = outbox::WaitSampler::start(&args.database_url, Duration::from_millis(50)).await?;
     let window = Duration::from_secs_f64(count as f64 / rate);
     let sampler = procfs::RssSampler::start(relay_pid, Duration::from_millis(100));
@@ -759,14 +829,14 @@ async fn steady(ctx: &Ctx, rate: f64, events_per_commit: usize) -> Result<Steady
     .await?;
     let schedule_end = Instant::now();
     let (cpu_s, cpu) = cpu_window.await.context("the CPU sampler")?;
-    let (wait_samples, wait_events) = waits.finish();
+    let (wait_samples, wait_events, background) = waits.finish();
     writers.close().await;
     let mut catch_up = Vec::new();
     let poll = Duration::from_millis(args.poll_ms);
     let target = published_before + writer.events_committed();
     relay.wait_published(target, schedule_end, poll, Duration::from_secs(120), &mut catch_up).await?;
     let to = kafka::high_watermarks(&args.kafka_bootstrap, &ctx.topic)?;
-    let batches_after = relay.metrics().await.and_then(|m| process::metric(&m, "ordexa_relay_batch_seconds_count"));
+    let batches_after = relay.metrics().await.and_then(|m| process::metric(&m, BATCHES));
     let relay_rss_peak_kib = sampler.peak_kib();
     drop(sampler);
     let relay_memory = procfs::memory(relay_pid);
@@ -782,7 +852,8 @@ async fn steady(ctx: &Ctx, rate: f64, events_per_commit: usize) -> Result<Steady
         kafka::total(&to) - kafka::total(&from)
     );
     let published = kafka::read_range(&args.kafka_bootstrap, &ctx.topic, &from, &to).await?;
-    let mut steady = steady_latency(&commits, &published)?;
+    let (mut steady, latencies) = steady_latency(&commits, &published)?;
+    steady.timeline = timeline(&latencies, &background)?;
     steady.writer = writer;
     steady.catch_up_s = catch_up.last().map(|s| s.0).unwrap_or(0.0);
     steady.window_s = window.as_secs_f64();
@@ -859,7 +930,7 @@ async fn writer_ceilings(ctx: &Ctx) -> Result<Vec<WriterCeiling>> {
         });
         let (commits, seconds, commit_latency) =
             outbox::closed_loop_writer(&writers, part, args.writer_ceiling_seconds, args.writer_transaction).await?;
-        let (wait_samples, wait_events) = waits.finish();
+        let (wait_samples, wait_events, _) = waits.finish();
         let object_locks = locks.await.context("the lock sampler")??;
         let cpu = before.usage_until(&CpuSnapshot::take(&groups));
         if let Some(conn) = waiting.take() {
@@ -927,8 +998,11 @@ fn relay_batch_ms(metrics: &str) -> Option<Latency> {
 }
 
 /// Matches what was read back against the writer's commit times.
-fn steady_latency(commits: &outbox::CommitTimes, published: &[kafka::Published]) -> Result<Steady> {
+/// Every committed event's latency (its first copy's) and, for [`timeline`], each one's commit time
+/// and latency in µs.
+fn steady_latency(commits: &outbox::CommitTimes, published: &[kafka::Published]) -> Result<(Steady, Vec<(u64, i64)>)> {
     let mut hist = ladder::histogram()?;
+    let mut latencies = Vec::with_capacity(commits.len());
     let mut seen = std::collections::HashSet::with_capacity(commits.len());
     let mut steady = Steady::default();
     let mut min_us: Option<i64> = None;
@@ -952,11 +1026,12 @@ fn steady_latency(commits: &outbox::CommitTimes, published: &[kafka::Published])
             steady.negative += 1;
         }
         ladder::record(&mut hist, u64::try_from(delta_us.max(0)).unwrap_or(0));
+        latencies.push((committed_us, delta_us));
     }
     steady.missing = (commits.len() - seen.len()) as u64;
     steady.latency = ladder::latency(&hist);
     steady.latency_min_ms = min_us.map(|us| us as f64 / 1000.0);
-    Ok(steady)
+    Ok((steady, latencies))
 }
 
 fn settings(args: &RelayArgs, events_per_order: usize, out: &mut BTreeMap<String, String>) {
@@ -1099,12 +1174,38 @@ mod tests {
             kafka::Published { event_id: Some(b), timestamp_ms: Some(1_000_001) },
             kafka::Published { event_id: Some(uuid::Uuid::now_v7()), timestamp_ms: Some(1) },
         ];
-        let steady = steady_latency(&commits, &published)?;
+        let (steady, _) = steady_latency(&commits, &published)?;
         assert_eq!((steady.matched, steady.duplicates, steady.foreign, steady.missing), (2, 1, 1, 1));
         assert_eq!(steady.negative, 1);
         assert_eq!(steady.latency_min_ms, Some(-1.0));
         let l = steady.latency.context("latency")?;
         assert!((l.max_ms - 4.5).abs() < 0.01, "{l:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_timeline_buckets_latency_and_background_work_by_the_second_of_commit() -> Result<()> {
+        let t0 = 1_700_000_000_000_000u64;
+        let background =
+            |at_us, autovacuum, wal_waits| outbox::Background { at_us, autovacuum, checkpoint: false, wal_waits };
+        let latencies = [(t0, 2_000), (t0 + 400_000, 4_000), (t0 + 2_100_000, 90_000), (t0 + 2_200_000, -500)];
+        let samples = [
+            background(t0 - 10_000, true, 9), // before the first commit: left out
+            background(t0 + 100_000, false, 1),
+            background(t0 + 2_050_000, true, 3),
+            background(t0 + 2_500_000, true, 5),
+            background(t0 + 9_000_000, true, 0), // after the last second: left out
+        ];
+        let seconds = timeline(&latencies, &samples)?;
+        assert_eq!(seconds.len(), 3, "seconds 0, 1 (no events) and 2: {seconds:?}");
+        assert_eq!((seconds[0].events, seconds[1].events, seconds[2].events), (2, 0, 2));
+        assert!((seconds[0].max_ms - 4.0).abs() < 0.01, "{:?}", seconds[0]);
+        assert!((seconds[2].p99_ms - 90.0).abs() < 0.1, "{:?}", seconds[2]);
+        assert!(seconds[2].p50_ms < 0.01, "a negative latency counts as 0: {:?}", seconds[2]);
+        assert_eq!((seconds[0].samples, seconds[0].autovacuum), (1, 0));
+        assert_eq!((seconds[1].samples, seconds[2].samples, seconds[2].autovacuum), (0, 2, 2));
+        assert!((seconds[2].wal_waits - 4.0).abs() < 1e-9 && (seconds[0].wal_waits - 1.0).abs() < 1e-9);
+        assert!(timeline(&[], &samples)?.is_empty());
         Ok(())
     }
 }

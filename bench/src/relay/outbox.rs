@@ -459,19 +459,43 @@ pub async fn object_locks(pool: &PgPool) -> Result<Vec<String>> {
 }
 
 /// Counts, every `every`, what the database's active sessions (other than the sampler's) are
-/// waiting on (`wait_event_type: wait_event`, or "running (no wait event)"), until dropped.
+/// waiting on (`wait_event_type: wait_event`, or "running (no wait event)"), until dropped; and
+/// notes at each sample whether PostgreSQL's background work was under way (see [`Background`]).
 pub struct WaitSampler {
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
     samples: Arc<std::sync::atomic::AtomicU64>,
+    background: Arc<Mutex<Vec<Background>>>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// One sample of PostgreSQL's background work, for lining up latency with it second by second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Background {
+    /// When the sample was taken, µs since the Unix epoch (as the writer's commit times).
+    pub at_us: u64,
+    /// An autovacuum worker was at work on the benchmark's database.
+    pub autovacuum: bool,
+    /// The checkpointer was checkpointing (anything but waiting for the next one).
+    pub checkpoint: bool,
+    /// Sessions of the database waiting on the WAL (`LWLock: WALWrite`, `IO: WALSync`, …).
+    pub wal_waits: u32,
+}
+
+/// What [`WaitSampler`] asks each time for [`Background`].
+const BACKGROUND_SQL: &str = "SELECT \
+     count(*) FILTER (WHERE backend_type = 'autovacuum worker' AND datname = current_database()) > 0 AS autovacuum, \
+     count(*) FILTER (WHERE backend_type = 'checkpointer' AND wait_event IS DISTINCT FROM 'CheckpointerMain') > 0 \
+     AS checkpoint, \
+     count(*) FILTER (WHERE datname = current_database() AND state = 'active' AND wait_event LIKE 'WAL%') AS wal \
+     FROM pg_stat_activity WHERE pid <> pg_backend_pid()";
 
 impl WaitSampler {
     pub async fn start(url: &str, every: Duration) -> Result<Self> {
         let mut conn = PgConnection::connect(url).await.context("connecting the wait-event sampler")?;
         let counts = Arc::new(Mutex::new(BTreeMap::new()));
         let samples = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (c, n) = (Arc::clone(&counts), Arc::clone(&samples));
+        let background = Arc::new(Mutex::new(Vec::new()));
+        let (c, n, b) = (Arc::clone(&counts), Arc::clone(&samples), Arc::clone(&background));
         let task = tokio::spawn(async move {
             loop {
                 let rows = sqlx::query(
@@ -490,17 +514,30 @@ impl WaitSampler {
                     }
                     n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
+                let at_us = wall_micros();
+                if let Ok(row) = sqlx::query(BACKGROUND_SQL).fetch_one(&mut conn).await {
+                    let sample = Background {
+                        at_us,
+                        autovacuum: row.try_get("autovacuum").unwrap_or(false),
+                        checkpoint: row.try_get("checkpoint").unwrap_or(false),
+                        wal_waits: row.try_get::<i64, _>("wal").ok().and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+                    };
+                    b.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(sample);
+                }
                 tokio::time::sleep(every).await;
             }
         });
-        Ok(WaitSampler { counts, samples, task })
+        Ok(WaitSampler { counts, samples, background, task })
     }
 
-    /// (samples taken, sessions seen per wait event summed over the samples).
-    pub fn finish(self) -> (u64, BTreeMap<String, u64>) {
+    /// (samples taken, sessions seen per wait event summed over the samples, the background
+    /// work seen at each sample).
+    pub fn finish(self) -> (u64, BTreeMap<String, u64>, Vec<Background>) {
         self.task.abort();
         let counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        (self.samples.load(std::sync::atomic::Ordering::Relaxed), counts)
+        let background =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        (self.samples.load(std::sync::atomic::Ordering::Relaxed), counts, background)
     }
 }
 

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::outbox::WriterResult;
-use super::{RelayRun, Throughput};
+use super::{LoadSecond, RelayRun, Throughput};
 use crate::procfs::CpuUsage;
 use crate::report::{RunFacts, mib, ms};
 
@@ -518,6 +518,9 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
         )?;
         wait_table(&mut out, steady.wait_samples, &steady.wait_events)?;
     }
+    if !steady.timeline.is_empty() {
+        timeline_table(&mut out, &steady.timeline, args.goal_p99_ms)?;
+    }
 
     if !run.writer_ceilings.is_empty() {
         writeln!(out, "## The write side's commit ceiling\n")?;
@@ -625,6 +628,57 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
          waiting for its own WAL flush; that is why writers notify only while the relay waits.\n"
     )?;
     Ok(out)
+}
+
+/// The steady load second by second, and which background work the slow seconds had in common.
+fn timeline_table(out: &mut String, timeline: &[LoadSecond], goal_ms: f64) -> Result<()> {
+    writeln!(
+        out,
+        "Second by second, by each event's commit time (background work: share of the samples, 50 ms apart, that \
+         saw an autovacuum worker on the database, or the checkpointer checkpointing; WAL waits: sessions waiting \
+         on the WAL, on average):\n"
+    )?;
+    writeln!(out, "| second | events | p50 ms | p99 ms | max ms | autovacuum | checkpoint | WAL waits |")?;
+    writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    let share =
+        |n: u64, of: u64| if of == 0 { "–".to_owned() } else { format!("{:.0} %", 100.0 * n as f64 / of as f64) };
+    for s in timeline {
+        let slow = if s.p99_ms > goal_ms { "**" } else { "" };
+        writeln!(
+            out,
+            "| {} | {} | {:.1} | {slow}{:.1}{slow} | {:.1} | {} | {} | {:.2} |",
+            s.second,
+            s.events,
+            s.p50_ms,
+            s.p99_ms,
+            s.max_ms,
+            share(s.autovacuum, s.samples),
+            share(s.checkpoint, s.samples),
+            s.wal_waits
+        )?;
+    }
+    writeln!(out, "\n{}\n", slow_seconds(timeline, goal_ms))?;
+    Ok(())
+}
+
+/// How many seconds had a p99 over the goal, and how often autovacuum and a checkpoint were
+/// seen in those seconds against the others.
+fn slow_seconds(timeline: &[LoadSecond], goal_ms: f64) -> String {
+    let (slow, rest): (Vec<&LoadSecond>, Vec<&LoadSecond>) = timeline.iter().partition(|s| s.p99_ms > goal_ms);
+    let seen = |seconds: &[&LoadSecond], what: fn(&LoadSecond) -> u64| {
+        let (n, of) = seconds.iter().fold((0, 0), |(n, of), s| (n + what(s), of + s.samples));
+        if of == 0 { "–".to_owned() } else { format!("{:.0} %", 100.0 * n as f64 / of as f64) }
+    };
+    format!(
+        "Seconds with p99 over {goal_ms} ms: **{} of {}**. Autovacuum was seen in {} of their samples ({} in the \
+         other seconds'); a checkpoint in {} ({}).",
+        slow.len(),
+        timeline.len(),
+        seen(&slow, |s| s.autovacuum),
+        seen(&rest, |s| s.autovacuum),
+        seen(&slow, |s| s.checkpoint),
+        seen(&rest, |s| s.checkpoint),
+    )
 }
 
 fn wait_table(out: &mut String, samples: u64, events: &std::collections::BTreeMap<String, u64>) -> Result<()> {
@@ -818,5 +872,23 @@ mod tests {
             "{text}"
         );
         Ok(())
+    }
+
+    #[test]
+    fn slow_seconds_are_counted_with_the_background_work_they_saw() {
+        let second = |p99_ms, samples, autovacuum, checkpoint| LoadSecond {
+            p99_ms,
+            samples,
+            autovacuum,
+            checkpoint,
+            ..LoadSecond::default()
+        };
+        let timeline =
+            [second(10.0, 20, 0, 0), second(80.0, 20, 20, 5), second(51.0, 20, 10, 0), second(50.0, 20, 2, 0)];
+        let text = slow_seconds(&timeline, 50.0);
+        assert!(text.contains("**2 of 4**"), "{text}");
+        assert!(text.contains("seen in 75 % of their samples (5 % in the other"), "{text}");
+        assert!(text.contains("a checkpoint in 12 % (0 %)"), "{text}");
+        assert!(slow_seconds(&[], 50.0).contains("**0 of 0**. Autovacuum was seen in – of their samples (–"));
     }
 }
