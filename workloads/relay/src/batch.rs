@@ -6,7 +6,7 @@
 //! shared counter; the polling thread counts the reports down and wakes the relay once, when the
 //! last one arrives, with the first error any message of the batch got.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::channel::oneshot;
@@ -16,7 +16,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use uuid::Uuid;
 
-use crate::{OutboxRow, RelayError};
+use crate::RelayError;
 
 /// The relay's producer: a polling thread runs the delivery reports, counted per batch.
 pub type BatchProducer = ThreadedProducer<BatchContext>;
@@ -51,14 +51,6 @@ impl Tally {
             first_error: Mutex::new(None),
             done: Mutex::new(Some(done)),
         })
-    }
-
-    /// Ends the batch with `err` now, whatever reports are still to come (they then go unheard):
-    /// some of its messages could not be queued.
-    fn abort(&self, err: KafkaError) {
-        if let Some(done) = self.done.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            let _ = done.send(Err(err));
-        }
     }
 
     fn report(&self, error: Option<&KafkaError>) {
@@ -113,34 +105,13 @@ pub fn queue<'a>(
     topic: &str,
     events: impl ExactSizeIterator<Item = Event<'a>>,
 ) -> Result<Acknowledgements, RelayError> {
-    let (tally, acknowledgements) = expect(events.len());
-    if let Some(tally) = tally {
-        send(producer, topic, events, &tally)?;
-    }
-    Ok(acknowledgements)
-}
-
-/// The tally for a batch of `messages` (none for an empty batch, acknowledged at once) and the
-/// acknowledgements it resolves.
-fn expect(messages: usize) -> (Option<Arc<Tally>>, Acknowledgements) {
+    let messages = events.len();
     let (done, outcome) = oneshot::channel();
-    let tally = if messages == 0 {
+    if messages == 0 {
         let _ = done.send(Ok(()));
-        None
-    } else {
-        Some(Tally::new(messages, done))
-    };
-    (tally, Acknowledgements { messages, outcome })
-}
-
-/// Produces each event with `tally` as its delivery opaque; stops at the first message the
-/// producer refuses.
-fn send<'a>(
-    producer: &BatchProducer,
-    topic: &str,
-    events: impl Iterator<Item = Event<'a>>,
-    tally: &Arc<Tally>,
-) -> Result<(), KafkaError> {
+        return Ok(Acknowledgements { messages, outcome });
+    }
+    let tally = Tally::new(messages, done);
     let mut key_text = Uuid::encode_buffer();
     let mut event_id_text = Uuid::encode_buffer();
     let mut version = SchemaVersion::default();
@@ -154,75 +125,13 @@ fn send<'a>(
         if let Some(traceparent) = event.traceparent {
             headers = headers.insert(Header { key: "traceparent", value: Some(traceparent) });
         }
-        let record = BaseRecord::with_opaque_to(topic, Arc::clone(tally))
+        let record = BaseRecord::with_opaque_to(topic, Arc::clone(&tally))
             .key(key.as_bytes())
             .payload(event.payload.as_bytes())
             .headers(headers);
         producer.send(record).map_err(|(err, _)| err)?;
     }
-    Ok(())
-}
-
-/// Queues claimed batches on the producer from a thread of its own, in the order they are handed
-/// over, so that the leader claims the next batch while this one is being queued.
-///
-/// Once a batch could not be queued whole, every later batch of this feeder fails without a
-/// message queued, and so do those left when the feeder is dropped: what one feeder queues on a
-/// partition is a prefix of the id-ordered sequence it was handed, which keeps each order's
-/// events in order (see the crate documentation).
-pub struct Feeder {
-    jobs: std::sync::mpsc::Sender<Job>,
-    stop: Arc<AtomicBool>,
-}
-
-struct Job {
-    rows: Vec<OutboxRow>,
-    tally: Arc<Tally>,
-}
-
-impl Feeder {
-    pub fn start(producer: Arc<BatchProducer>, topic: String) -> Result<Self, RelayError> {
-        let (jobs, handed) = std::sync::mpsc::channel::<Job>();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        std::thread::Builder::new().name("relay-feeder".into()).spawn(move || {
-            let mut failed: Option<KafkaError> = None;
-            for job in handed {
-                if failed.is_none() && stopped.load(Ordering::Acquire) {
-                    failed = Some(KafkaError::Canceled);
-                }
-                if let Some(err) = &failed {
-                    job.tally.abort(err.clone());
-                    continue;
-                }
-                if let Err(err) = send(&producer, &topic, job.rows.iter().map(OutboxRow::event), &job.tally) {
-                    tracing::warn!(error = %err, "the producer refused a message; the batch fails and no later one is queued");
-                    job.tally.abort(err.clone());
-                    failed = Some(err);
-                }
-            }
-        })?;
-        Ok(Feeder { jobs, stop })
-    }
-
-    /// Hands `rows` over to be queued after every batch handed over before. The acknowledgements
-    /// resolve once Kafka reported on every message, or with an error if the batch could not be
-    /// queued whole (or the feeder stopped first: [`RelayError::ReportsLost`]).
-    pub fn feed(&self, rows: Vec<OutboxRow>) -> Acknowledgements {
-        let (tally, acknowledgements) = expect(rows.len());
-        if let Some(tally) = tally {
-            // Should the thread be gone, the job (with the batch's last tally) is dropped here and
-            // the acknowledgements report the batch lost.
-            let _ = self.jobs.send(Job { rows, tally });
-        }
-        acknowledgements
-    }
-}
-
-impl Drop for Feeder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-    }
+    Ok(Acknowledgements { messages, outcome })
 }
 
 /// The schema version as header text, formatted once for a run of events of the same version.
@@ -245,7 +154,6 @@ impl SchemaVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::producer::Producer;
     use rdkafka::types::RDKafkaErrorCode;
 
     fn tally(messages: usize) -> (Arc<Tally>, oneshot::Receiver<Result<(), KafkaError>>) {
@@ -289,71 +197,5 @@ mod tests {
         assert_eq!(version.text(1), "1");
         assert_eq!(version.text(1), "1");
         assert_eq!(version.text(12), "12");
-    }
-
-    fn row(id: i64, payload: String) -> OutboxRow {
-        OutboxRow {
-            id,
-            aggregate_id: Uuid::from_u128(id as u128),
-            event_id: Uuid::from_u128(1000 + id as u128),
-            event_type: "order.created".into(),
-            schema_version: 1,
-            payload,
-            traceparent: None,
-        }
-    }
-
-    /// A feeder on a producer whose broker never answers.
-    fn feeder() -> Result<(Arc<BatchProducer>, Feeder), RelayError> {
-        let config = crate::RelayConfig {
-            database_url: String::new(),
-            kafka_bootstrap: "127.0.0.1:9".into(),
-            topic_prefix: "feeder-test.".into(),
-            batch_size: 10,
-            poll_interval: std::time::Duration::from_secs(1),
-            batches_in_flight: 4,
-        };
-        let producer = Arc::new(crate::producer(&config)?);
-        let feeder = Feeder::start(Arc::clone(&producer), config.topic())?;
-        Ok((producer, feeder))
-    }
-
-    /// The outcome of a batch, waiting up to 10 s for it.
-    fn outcome_of(mut acknowledgements: Acknowledgements) -> Option<Result<(), KafkaError>> {
-        for _ in 0..1000 {
-            if let Ok(Some(outcome)) = acknowledgements.outcome.try_recv() {
-                return Some(outcome);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        None
-    }
-
-    /// No broker is needed: librdkafka refuses a message over `message.max.bytes` when it is
-    /// produced, and keeps the others queued until a broker answers.
-    #[test]
-    fn after_a_batch_fails_to_queue_no_later_batch_is_queued() -> Result<(), Box<dyn std::error::Error>> {
-        let (producer, feeder) = feeder()?;
-        let small = || "{}".to_owned();
-        let first = feeder.feed(vec![row(1, small()), row(2, small()), row(3, "x".repeat(2_000_000)), row(4, small())]);
-        let second = feeder.feed(vec![row(5, small())]);
-        let too_large = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
-        assert_eq!(outcome_of(first), Some(Err(too_large.clone())), "the batch fails at its refused message");
-        assert_eq!(outcome_of(second), Some(Err(too_large)), "a later batch fails with it");
-        assert_eq!(producer.in_flight_count(), 2, "only the messages before the refused one were queued");
-        drop(feeder);
-        Ok(())
-    }
-
-    #[test]
-    fn batches_left_to_a_dropped_feeder_are_not_queued() -> Result<(), Box<dyn std::error::Error>> {
-        let (producer, feeder) = feeder()?;
-        feeder.stop.store(true, Ordering::Release);
-        let left = feeder.feed(vec![row(1, "{}".to_owned())]);
-        assert_eq!(outcome_of(left), Some(Err(KafkaError::Canceled)));
-        assert_eq!(producer.in_flight_count(), 0);
-        let empty = feeder.feed(Vec::new());
-        assert_eq!(outcome_of(empty), Some(Ok(())), "an empty batch is acknowledged at once");
-        Ok(())
     }
 }

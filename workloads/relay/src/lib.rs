@@ -7,11 +7,9 @@
 //! advisory lock and publishes; the others stand by and take over when its session ends
 //! (a crash or `kill -9` closes the session and frees the lock at once).
 //!
-//! Delivery. The leader claims a batch (the oldest rows not already in flight), hands it to a
-//! feeder thread that queues it on an idempotent, gapless producer and, without waiting, claims
-//! the next (while the feeder queues this one), up to `batches_in_flight` batches. The feeder
-//! queues batches in the order it is handed them and stops at the first it cannot queue whole
-//! ([`Feeder`]). Batches are acknowledged in the order they were queued; each is
+//! Delivery. The leader claims a batch (the oldest rows not already in flight), queues it on an
+//! idempotent, gapless producer and, without waiting, claims and queues the next, up to
+//! `batches_in_flight` batches. Batches are acknowledged in the order they were queued; each is
 //! deleted once Kafka acknowledged every message in it. A crash between Kafka's acknowledgement
 //! and the delete republishes the batch: at least once, duplicates being exact repeats of earlier
 //! messages. An uncommitted row is never visible to the relay, so it is never published.
@@ -29,7 +27,6 @@ pub mod batch;
 pub mod topics;
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -42,7 +39,7 @@ use uuid::Uuid;
 
 use ordexa_runtime::{Health, Shutdown, backoff_delay};
 
-pub use batch::{Acknowledgements, BatchProducer, Event, Feeder};
+pub use batch::{Acknowledgements, BatchProducer, Event};
 
 /// The advisory lock key the publishing replica holds ("ordexa relay" in ASCII, as an i64).
 pub const LEADER_LOCK_KEY: i64 = 0x6f72_6465_7861_726c;
@@ -89,8 +86,6 @@ pub enum RelayError {
     ReportsLost(usize),
     #[error("the deleter's session stopped before reporting a batch deleted")]
     DeleterStopped,
-    #[error("cannot start the thread that queues batches on the producer: {0}")]
-    Feeder(#[from] std::io::Error),
 }
 
 /// One claimed outbox row.
@@ -103,20 +98,6 @@ pub struct OutboxRow {
     pub schema_version: i32,
     pub payload: String,
     pub traceparent: Option<String>,
-}
-
-impl OutboxRow {
-    /// The row as the Kafka message the contract names.
-    pub fn event(&self) -> Event<'_> {
-        Event {
-            aggregate_id: self.aggregate_id,
-            event_id: self.event_id,
-            event_type: &self.event_type,
-            schema_version: self.schema_version,
-            payload: &self.payload,
-            traceparent: self.traceparent.as_deref(),
-        }
-    }
 }
 
 /// An idempotent, gapless producer: retries keep per-partition order, and an error that would
@@ -147,7 +128,7 @@ pub async fn run(config: RelayConfig, health: Health, mut shutdown: Shutdown) ->
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy(&config.database_url)?;
     tokio::spawn(report_backlog(pool.clone(), shutdown.clone()));
-    let mut producer = Arc::new(producer(&config)?);
+    let mut producer = producer(&config)?;
     let mut leader: Option<PgConnection> = None;
     let mut listener: Option<PgListener> = None;
     let mut failures: u32 = 0;
@@ -188,7 +169,7 @@ pub async fn run(config: RelayConfig, health: Health, mut shutdown: Shutdown) ->
                 tracing::warn!(error = %err, attempt = failures, "publishing a batch failed; it stays in the outbox");
                 if let Some(fatal) = producer.client().fatal_error() {
                     tracing::warn!(?fatal, "the producer hit a fatal error; building a new one");
-                    producer = Arc::new(self::producer(&config)?);
+                    producer = self::producer(&config)?;
                 }
                 if matches!(err, RelayError::Database(_)) {
                     // Closing the session frees the leader lock; whoever gets it next goes on.
@@ -436,7 +417,7 @@ impl Deleter {
 /// on an error the batches not yet deleted stay in the outbox, to be published again.
 async fn publish(
     conn: &mut PgConnection,
-    producer: &Arc<BatchProducer>,
+    producer: &BatchProducer,
     topic: &str,
     config: &RelayConfig,
     listener: Option<&mut PgListener>,
@@ -458,7 +439,7 @@ async fn publish(
 #[allow(clippy::too_many_arguments)]
 async fn lead(
     conn: &mut PgConnection,
-    producer: &Arc<BatchProducer>,
+    producer: &BatchProducer,
     topic: &str,
     config: &RelayConfig,
     mut listener: Option<&mut PgListener>,
@@ -468,7 +449,6 @@ async fn lead(
 ) -> Result<(), RelayError> {
     let depth = config.batches_in_flight.max(1);
     let mut deleter = Deleter::connect(&config.database_url).await?;
-    let feeder = Feeder::start(Arc::clone(producer), topic.to_owned())?;
     let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(depth);
     let mut claims = Claims::default();
     // Whether the outbox may hold rows not claimed yet: false once a claim came back short,
@@ -494,15 +474,7 @@ async fn lead(
                     set_waiting(conn, false).await?;
                     *waiting = false;
                 }
-                let ids = rows.iter().map(|r| r.id).collect();
-                let acknowledgements = feeder.feed(rows);
-                in_flight.push_back(InFlight {
-                    ids,
-                    claimed,
-                    queued: Instant::now(),
-                    stalled: false,
-                    acknowledgements,
-                });
+                in_flight.push_back(queue(producer, topic, rows, claimed)?);
             }
             continue;
         }
@@ -641,6 +613,31 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Queues every row of a batch on the producer, in id order, without waiting.
+fn queue(
+    producer: &BatchProducer,
+    topic: &str,
+    rows: Vec<OutboxRow>,
+    claimed: Instant,
+) -> Result<InFlight, RelayError> {
+    let events = rows.iter().map(|row| Event {
+        aggregate_id: row.aggregate_id,
+        event_id: row.event_id,
+        event_type: &row.event_type,
+        schema_version: row.schema_version,
+        payload: &row.payload,
+        traceparent: row.traceparent.as_deref(),
+    });
+    let acknowledgements = batch::queue(producer, topic, events)?;
+    Ok(InFlight {
+        ids: rows.iter().map(|r| r.id).collect(),
+        claimed,
+        queued: Instant::now(),
+        stalled: false,
+        acknowledgements,
+    })
 }
 
 /// Counts a batch published and deleted.
