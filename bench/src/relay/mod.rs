@@ -382,17 +382,15 @@ fn timeline(latencies: &[(u64, i64)], background: &[outbox::Background]) -> Resu
             }
         })
         .collect();
-    let mut wal_waits = vec![0u64; seconds];
     for sample in background.iter().filter(|b| b.at_us >= origin) {
-        let second = second_of(sample.at_us);
-        let Some(slot) = out.get_mut(second) else { continue };
+        let Some(slot) = out.get_mut(second_of(sample.at_us)) else { continue };
         slot.samples += 1;
         slot.autovacuum += u64::from(sample.autovacuum);
         slot.checkpoint += u64::from(sample.checkpoint);
-        wal_waits[second] += u64::from(sample.wal_waits);
+        slot.wal_waits += f64::from(sample.wal_waits);
     }
-    for (slot, waits) in out.iter_mut().zip(wal_waits) {
-        slot.wal_waits = if slot.samples > 0 { waits as f64 / slot.samples as f64 } else { 0.0 };
+    for slot in out.iter_mut().filter(|s| s.samples > 0) {
+        slot.wal_waits /= slot.samples as f64;
     }
     Ok(out)
 }

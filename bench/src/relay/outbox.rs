@@ -481,13 +481,39 @@ pub struct Background {
     pub wal_waits: u32,
 }
 
-/// What [`WaitSampler`] asks each time for [`Background`].
-const BACKGROUND_SQL: &str = "SELECT \
-     count(*) FILTER (WHERE backend_type = 'autovacuum worker' AND datname = current_database()) > 0 AS autovacuum, \
-     count(*) FILTER (WHERE backend_type = 'checkpointer' AND wait_event IS DISTINCT FROM 'CheckpointerMain') > 0 \
-     AS checkpoint, \
-     count(*) FILTER (WHERE datname = current_database() AND state = 'active' AND wait_event LIKE 'WAL%') AS wal \
-     FROM pg_stat_activity WHERE pid <> pg_backend_pid()";
+/// What [`WaitSampler`] asks each time, from one read of `pg_stat_activity`: sessions of the
+/// database per wait event, then two rows named [`AUTOVACUUM`] and [`CHECKPOINT`] counting the
+/// background work under way.
+const SAMPLE_SQL: &str = "WITH a AS (SELECT backend_type, datname, state, wait_event_type, wait_event \
+     FROM pg_stat_activity WHERE pid <> pg_backend_pid()) \
+     SELECT coalesce(wait_event_type || ': ' || wait_event, 'running (no wait event)') AS what, count(*) AS n \
+     FROM a WHERE datname = current_database() AND state = 'active' GROUP BY 1 \
+     UNION ALL SELECT 'background: autovacuum', count(*) FROM a \
+     WHERE backend_type = 'autovacuum worker' AND datname = current_database() \
+     UNION ALL SELECT 'background: checkpoint', count(*) FROM a \
+     WHERE backend_type = 'checkpointer' AND wait_event IS DISTINCT FROM 'CheckpointerMain'";
+const AUTOVACUUM: &str = "background: autovacuum";
+const CHECKPOINT: &str = "background: checkpoint";
+
+/// One sample's rows of [`SAMPLE_SQL`]: the sessions per wait event, and the background work (the
+/// WAL waits being the sessions whose wait event's name starts with `WAL`).
+fn split_sample(rows: Vec<(String, u64)>, at_us: u64) -> (Vec<(String, u64)>, Background) {
+    let mut background = Background { at_us, ..Background::default() };
+    let mut waits = Vec::with_capacity(rows.len());
+    for (what, n) in rows {
+        match what.as_str() {
+            AUTOVACUUM => background.autovacuum = n > 0,
+            CHECKPOINT => background.checkpoint = n > 0,
+            _ => {
+                if what.split_once(": ").is_some_and(|(_, event)| event.starts_with("WAL")) {
+                    background.wal_waits += u32::try_from(n).unwrap_or(u32::MAX);
+                }
+                waits.push((what, n));
+            }
+        }
+    }
+    (waits, background)
+}
 
 impl WaitSampler {
     pub async fn start(url: &str, every: Duration) -> Result<Self> {
@@ -498,30 +524,21 @@ impl WaitSampler {
         let (c, n, b) = (Arc::clone(&counts), Arc::clone(&samples), Arc::clone(&background));
         let task = tokio::spawn(async move {
             loop {
-                let rows = sqlx::query(
-                    "SELECT coalesce(wait_event_type || ': ' || wait_event, 'running (no wait event)') AS what, \
-                     count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' \
-                     AND pid <> pg_backend_pid() GROUP BY 1",
-                )
-                .fetch_all(&mut conn)
-                .await;
-                if let Ok(rows) = rows {
+                let at_us = wall_micros();
+                if let Ok(rows) = sqlx::query(SAMPLE_SQL).fetch_all(&mut conn).await {
+                    let rows = rows
+                        .iter()
+                        .filter_map(|row| {
+                            let sessions = u64::try_from(row.try_get::<i64, _>("n").ok()?).ok()?;
+                            Some((row.try_get::<String, _>("what").ok()?, sessions))
+                        })
+                        .collect();
+                    let (waits, sample) = split_sample(rows, at_us);
                     let mut counts = c.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    for row in rows {
-                        if let (Ok(what), Ok(count)) = (row.try_get::<String, _>("what"), row.try_get::<i64, _>("n")) {
-                            *counts.entry(what).or_default() += u64::try_from(count).unwrap_or(0);
-                        }
+                    for (what, sessions) in waits {
+                        *counts.entry(what).or_default() += sessions;
                     }
                     n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                let at_us = wall_micros();
-                if let Ok(row) = sqlx::query(BACKGROUND_SQL).fetch_one(&mut conn).await {
-                    let sample = Background {
-                        at_us,
-                        autovacuum: row.try_get("autovacuum").unwrap_or(false),
-                        checkpoint: row.try_get("checkpoint").unwrap_or(false),
-                        wal_waits: row.try_get::<i64, _>("wal").ok().and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
-                    };
                     b.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(sample);
                 }
                 tokio::time::sleep(every).await;
@@ -698,5 +715,22 @@ mod tests {
         assert_eq!(value["version"], 2);
         assert_eq!(value["event_id"], rows[4].event_id.to_string());
         Ok(())
+    }
+
+    #[test]
+    fn a_sample_splits_into_wait_events_and_background_work() {
+        let rows = [
+            ("LWLock: WALWrite", 3),
+            ("IO: WALSync", 2),
+            ("running (no wait event)", 4),
+            ("Lock: extend", 1),
+            (AUTOVACUUM, 1),
+            (CHECKPOINT, 0),
+        ];
+        let (waits, background) = split_sample(rows.iter().map(|(w, n)| ((*w).to_owned(), *n)).collect(), 7);
+        let names: Vec<&str> = waits.iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(names, ["LWLock: WALWrite", "IO: WALSync", "running (no wait event)", "Lock: extend"]);
+        assert_eq!(background, Background { at_us: 7, autovacuum: true, checkpoint: false, wal_waits: 5 });
+        assert!(SAMPLE_SQL.contains(AUTOVACUUM) && SAMPLE_SQL.contains(CHECKPOINT));
     }
 }

@@ -640,8 +640,6 @@ fn timeline_table(out: &mut String, timeline: &[LoadSecond], goal_ms: f64) -> Re
     )?;
     writeln!(out, "| second | events | p50 ms | p99 ms | max ms | autovacuum | checkpoint | WAL waits |")?;
     writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|")?;
-    let share =
-        |n: u64, of: u64| if of == 0 { "–".to_owned() } else { format!("{:.0} %", 100.0 * n as f64 / of as f64) };
     for s in timeline {
         let slow = if s.p99_ms > goal_ms { "**" } else { "" };
         writeln!(
@@ -667,7 +665,7 @@ fn slow_seconds(timeline: &[LoadSecond], goal_ms: f64) -> String {
     let (slow, rest): (Vec<&LoadSecond>, Vec<&LoadSecond>) = timeline.iter().partition(|s| s.p99_ms > goal_ms);
     let seen = |seconds: &[&LoadSecond], what: fn(&LoadSecond) -> u64| {
         let (n, of) = seconds.iter().fold((0, 0), |(n, of), s| (n + what(s), of + s.samples));
-        if of == 0 { "–".to_owned() } else { format!("{:.0} %", 100.0 * n as f64 / of as f64) }
+        share(n, of)
     };
     format!(
         "Seconds with p99 over {goal_ms} ms: **{} of {}**. Autovacuum was seen in {} of their samples ({} in the \
@@ -679,6 +677,11 @@ fn slow_seconds(timeline: &[LoadSecond], goal_ms: f64) -> String {
         seen(&slow, |s| s.checkpoint),
         seen(&rest, |s| s.checkpoint),
     )
+}
+
+/// `n` of `of` samples as a whole percentage, or "–" when there were none.
+fn share(n: u64, of: u64) -> String {
+    if of == 0 { "–".to_owned() } else { format!("{:.0} %", 100.0 * n as f64 / of as f64) }
 }
 
 fn wait_table(out: &mut String, samples: u64, events: &std::collections::BTreeMap<String, u64>) -> Result<()> {
