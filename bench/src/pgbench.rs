@@ -121,7 +121,7 @@ INSERT INTO orders (id, user_id, status, currency, total, shipping_address, vers
 INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price, line_total)
   SELECT :order_id::uuid, * FROM UNNEST(:line_nos::int[], :skus::text[], :names::text[], :quantities::int[], :unit_prices::bigint[], :line_totals::bigint[]);
 INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, schema_version, payload, headers)
-  VALUES (:event_id, :order_id, :version, :event_type, :schema_version, :payload::json, :headers);
+  VALUES (:event_id, :order_id, :version, :event_type, :schema_version, :payload, :headers);
 UPDATE idempotency_keys SET response_status = 201, response_body = :response_body, order_id = :order_id
   WHERE user_id = :user_id AND key = :idem_key;
 COMMIT;

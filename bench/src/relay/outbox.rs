@@ -22,7 +22,7 @@ use crate::workload;
 
 /// `ordexa_store`'s outbox insert (`insert_outbox` in workloads/store/src/orders.rs), verbatim.
 pub const INSERT_SQL: &str = "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, \
-     schema_version, payload, headers) VALUES ($1, $2, $3, $4, $5, $6::json, $7)";
+     schema_version, payload, headers) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 /// The relay's claim and its removal of a published batch: the relay's own constants.
 pub use ordexa_relay::DELETE_SQL;
 /// The most events one writer transaction may commit (a multi-row INSERT binds 7 per row, and
@@ -36,7 +36,7 @@ pub fn insert_sql(rows: usize) -> String {
     let values: Vec<String> = (0..rows.max(1))
         .map(|row| {
             let p: Vec<usize> = (1..=7).map(|i| 7 * row + i).collect();
-            format!("(${}, ${}, ${}, ${}, ${}, ${}::json, ${})", p[0], p[1], p[2], p[3], p[4], p[5], p[6])
+            format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", p[0], p[1], p[2], p[3], p[4], p[5], p[6])
         })
         .collect();
     format!("{head} VALUES {}", values.join(", "))
@@ -651,9 +651,9 @@ mod tests {
         let two = insert_sql(2);
         let (head, values) = two.split_once(" VALUES ").unwrap_or_default();
         assert_eq!(head, INSERT_SQL.split_once(" VALUES ").unwrap_or_default().0);
-        assert_eq!(values, "($1, $2, $3, $4, $5, $6::json, $7), ($8, $9, $10, $11, $12, $13::json, $14)");
+        assert_eq!(values, "($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)");
         let most = insert_sql(MAX_EVENTS_PER_COMMIT);
-        assert!(most.ends_with(", $6999::json, $7000)"), "{most}");
+        assert!(most.ends_with(", $6999, $7000)"), "{most}");
         assert!(7 * MAX_EVENTS_PER_COMMIT <= usize::from(u16::MAX), "PostgreSQL's limit on parameters");
     }
 

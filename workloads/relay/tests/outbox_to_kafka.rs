@@ -44,7 +44,7 @@ async fn created_like(store: &Store, like: ordexa_domain::OrderId, admin: &Actor
 async fn insert_event(conn: &mut sqlx::PgConnection, event: &OrderEvent, headers: &str) -> TestResult {
     sqlx::query(
         "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, schema_version, payload, headers) \
-         VALUES ($1, $2, 1, 'order.created', 1, $3::json, $4::jsonb)",
+         VALUES ($1, $2, 1, 'order.created', 1, $3, $4::jsonb)",
     )
     .bind(event.event_id)
     .bind(event.order_id.0)

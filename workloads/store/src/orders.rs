@@ -198,7 +198,7 @@ async fn insert_outbox(conn: &mut PgConnection, event: &OrderEvent, traceparent:
     let payload = serde_json::to_string(event).map_err(|e| StoreError::CorruptRow(format!("event: {e}")))?;
     sqlx::query(
         "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, schema_version, payload, headers) \
-         VALUES ($1, $2, $3, $4, $5, $6::json, $7)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(event.event_id)
     .bind(event.order_id.0)
