@@ -796,6 +796,8 @@ async fn steady(ctx: &Ctx, rate: f64, events_per_commit: usize) -> Result<Steady
     rows.truncate(count);
     let rows = Arc::new(rows);
     let writers = outbox::writer_pool(&args.database_url, args.writers).await?;
+    let first = rows.get(..events_per_commit).context("fewer steady-load rows than one transaction's")?;
+    outbox::warm_writers(&writers, first, args.writer_transaction).await?;
     let spec = ctx.spec("steady");
     let mut relay = RelayProcess::start(&spec)?;
     let relay_pid = relay.pid();
@@ -896,6 +898,9 @@ async fn writer_ceilings(ctx: &Ctx) -> Result<Vec<WriterCeiling>> {
     let cases = [(true, true), (true, false), (false, false)];
     let rows = outbox::order_lives((cases.len() * per_run).div_ceil(per_order), per_order, 2 * args.orders)?;
     let writers = outbox::writer_pool(&args.database_url, args.writers).await?;
+    // Closed loop, one event per transaction: so each case starts with sessions as warm as the next.
+    outbox::warm_writers(&writers, rows.get(..1).context("no rows for the writer ceilings")?, args.writer_transaction)
+        .await?;
     let mut ceilings = Vec::new();
     for (i, (notify, relay_waiting)) in cases.into_iter().enumerate() {
         let part = Arc::new(rows.iter().skip(i * per_run).take(per_run).cloned().collect::<Vec<_>>());
