@@ -898,7 +898,7 @@ async fn writer_ceilings(ctx: &Ctx) -> Result<Vec<WriterCeiling>> {
     let cases = [(true, true), (true, false), (false, false)];
     let rows = outbox::order_lives((cases.len() * per_run).div_ceil(per_order), per_order, 2 * args.orders)?;
     let writers = outbox::writer_pool(&args.database_url, args.writers).await?;
-    // Closed loop, one event per transaction: so each case starts with sessions as warm as the next.
+    // So that the first case does not start on colder sessions than the others.
     outbox::warm_writers(&writers, rows.get(..1).context("no rows for the writer ceilings")?, args.writer_transaction)
         .await?;
     let mut ceilings = Vec::new();
@@ -1080,8 +1080,8 @@ fn settings(args: &RelayArgs, events_per_order: usize, out: &mut BTreeMap<String
         "steady load",
         format!(
             "{} for {} s, fixed-interval open-loop schedule of transactions, \
-             {per_commit}, each event of a different order ({transaction}) over {} connections, at most {} \
-             transactions in flight",
+             {per_commit}, each event of a different order ({transaction}) over {} connections (each first \
+             wrote one transaction and rolled it back), at most {} transactions in flight",
             match args.steady_rate {
                 Some(rate) => format!("{rate:.0} events/s (given, --steady-rate)"),
                 None => format!("{:.0} % of the drain rate (in events/s)", args.steady_fraction * 100.0),
