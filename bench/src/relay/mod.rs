@@ -282,6 +282,10 @@ pub struct Drain {
     pub throughput: Throughput,
     /// From the relay's start to its first published batch (`/metrics` resolution).
     pub first_batch_s: Option<f64>,
+    /// Events per second from the first published batch on: timed as the ceilings are, whose
+    /// set-up (connecting, a producer id) is not counted.
+    #[serde(default)]
+    pub rate_after_first_batch: Option<f64>,
     /// Events published in each second since the start.
     pub per_second: Vec<u64>,
     pub relay_rss_peak_kib: u64,
@@ -477,6 +481,13 @@ fn relay_config(args: &RelayArgs, prefix: &str) -> RelayConfig {
 }
 
 /// Events per second from cumulative `(seconds, published)` samples.
+/// Events per second between the first sample that saw a batch published and `seconds`, when
+/// all `events` were: the drain without the relay's start-up.
+pub(crate) fn rate_after_first_batch(samples: &[(f64, u64)], events: u64, seconds: f64) -> Option<f64> {
+    let &(at, published) = samples.iter().find(|s| s.1 > 0)?;
+    (seconds > at && events > published).then(|| (events - published) as f64 / (seconds - at))
+}
+
 pub(crate) fn per_second(samples: &[(f64, u64)]) -> Vec<u64> {
     let Some(&(end, _)) = samples.last() else { return Vec::new() };
     let at = |t: f64| samples.iter().take_while(|s| s.0 <= t).last().map(|s| s.1).unwrap_or(0);
@@ -678,6 +689,7 @@ async fn drain(ctx: &Ctx, round: u32) -> Result<(Drain, f64)> {
             setup_s: None,
         },
         first_batch_s: samples.iter().find(|s| s.1 > 0).map(|s| s.0),
+        rate_after_first_batch: rate_after_first_batch(&samples, ctx.events(), seconds),
         per_second: per_second(&samples),
         relay_rss_peak_kib: sampler.peak_kib(),
         relay_memory,
@@ -1159,6 +1171,15 @@ mod tests {
         assert!(basis.ends_with("; capped at 1000"), "{basis}");
         assert!(choose_events_per_commit(EventsPerCommit::Auto, 33_588.0, None, None, 0.5).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn the_rate_after_the_first_batch_leaves_the_start_up_out() {
+        let samples = [(0.1, 0), (0.2, 0), (0.3, 1000), (1.3, 101_000)];
+        let rate = rate_after_first_batch(&samples, 201_000, 2.3).unwrap_or(0.0);
+        assert!((rate - 100_000.0).abs() < 1e-6, "200,000 events in the 2 s after the first batch: {rate}");
+        assert_eq!(rate_after_first_batch(&[(0.1, 0)], 1000, 2.0), None, "nothing published");
+        assert_eq!(rate_after_first_batch(&[(0.5, 1000)], 1000, 0.5), None, "all in the first batch");
     }
 
     #[test]
