@@ -358,6 +358,14 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
         opt(steady_t.events_per_cpu_s("relay").map(|r| 1e6 / r), 1),
         opt(drain_run.first_batch_s, 2),
     )?;
+    if !run.kafka_warmup_us_per_message.is_empty() {
+        let passes: Vec<String> = run.kafka_warmup_us_per_message.iter().map(|us| format!("{us:.1}")).collect();
+        writeln!(
+            out,
+            "Kafka warm-up before the first round: the broker's CPU per message in each pass, {} µs.\n",
+            passes.join(", ")
+        )?;
+    }
     if let Some(bound) = cpu_bound(drain) {
         writeln!(
             out,
