@@ -523,7 +523,6 @@ fn relay_config(args: &RelayArgs, prefix: &str) -> RelayConfig {
     }
 }
 
-/// Events per second from cumulative `(seconds, published)` samples.
 /// Events per second between the first sample that saw a batch published and `seconds`, when
 /// all `events` were: the drain without the relay's start-up.
 pub(crate) fn rate_after_first_batch(samples: &[(f64, u64)], events: u64, seconds: f64) -> Option<f64> {
@@ -531,6 +530,7 @@ pub(crate) fn rate_after_first_batch(samples: &[(f64, u64)], events: u64, second
     (seconds > at && events > published).then(|| (events - published) as f64 / (seconds - at))
 }
 
+/// Events per second from cumulative `(seconds, published)` samples.
 pub(crate) fn per_second(samples: &[(f64, u64)]) -> Vec<u64> {
     let Some(&(end, _)) = samples.last() else { return Vec::new() };
     let at = |t: f64| samples.iter().take_while(|s| s.0 <= t).last().map(|s| s.1).unwrap_or(0);

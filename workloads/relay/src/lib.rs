@@ -760,9 +760,10 @@ const BACKLOG_SPAN_SQL: &str = "SELECT min(id) AS lowest, max(id) AS highest, \
      AS age FROM outbox";
 
 /// Reads the backlog. A `count(*)` and `min(created_at)` over the whole table, as it was done
-/// before, read every row: seconds of work every 5 s in each replica, after a Kafka outage, just
-/// when the relay needs the database most. Now the span of ids comes from the primary key's two
-/// ends, and the rows within it are counted only when there are at most `exact_up_to` of them.
+/// before, read every row every 5 s in each replica (265–361 ms for 1,000,000 rows in memory,
+/// more from disk), and most after a Kafka outage, just when the relay needs the database most.
+/// Now the span of ids comes from the primary key's two ends, and the rows within it are
+/// counted only when there are at most `exact_up_to` of them.
 pub async fn backlog(pool: &PgPool, exact_up_to: i64) -> Result<Backlog, sqlx::Error> {
     let row = sqlx::query(BACKLOG_SPAN_SQL).fetch_one(pool).await?;
     let oldest_age_seconds: f64 = row.try_get("age")?;
