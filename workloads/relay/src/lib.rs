@@ -753,11 +753,10 @@ pub struct Backlog {
     pub oldest_age_seconds: f64,
 }
 
-/// The lowest and highest ids and the lowest-id row's age: index probes at both ends of the
-/// primary key, whatever the outbox holds.
-const BACKLOG_SPAN_SQL: &str = "SELECT min(id) AS lowest, max(id) AS highest, \
-     COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - (SELECT created_at FROM outbox ORDER BY id LIMIT 1)), 0)::float8 \
-     AS age FROM outbox";
+/// The lowest-id row's id and age, and the highest id: one index probe at each end of the
+/// primary key, whatever the outbox holds; no row when it is empty.
+const BACKLOG_SPAN_SQL: &str = "SELECT id AS lowest, (SELECT max(id) FROM outbox) AS highest, \
+     EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8 AS age FROM outbox ORDER BY id LIMIT 1";
 
 /// Reads the backlog. A `count(*)` and `min(created_at)` over the whole table, as it was done
 /// before, read every row every 5 s in each replica (265–361 ms for 1,000,000 rows in memory,
@@ -765,13 +764,11 @@ const BACKLOG_SPAN_SQL: &str = "SELECT min(id) AS lowest, max(id) AS highest, \
 /// Now the span of ids comes from the primary key's two ends, and the rows within it are
 /// counted only when there are at most `exact_up_to` of them.
 pub async fn backlog(pool: &PgPool, exact_up_to: i64) -> Result<Backlog, sqlx::Error> {
-    let row = sqlx::query(BACKLOG_SPAN_SQL).fetch_one(pool).await?;
-    let oldest_age_seconds: f64 = row.try_get("age")?;
-    let (Some(lowest), Some(highest)) =
-        (row.try_get::<Option<i64>, _>("lowest")?, row.try_get::<Option<i64>, _>("highest")?)
-    else {
+    let Some(row) = sqlx::query(BACKLOG_SPAN_SQL).fetch_optional(pool).await? else {
         return Ok(Backlog { rows: 0, exact: true, oldest_age_seconds: 0.0 });
     };
+    let (lowest, highest): (i64, i64) = (row.try_get("lowest")?, row.try_get("highest")?);
+    let oldest_age_seconds: f64 = row.try_get("age")?;
     let span = highest - lowest + 1;
     if span > exact_up_to {
         return Ok(Backlog { rows: span, exact: false, oldest_age_seconds });
