@@ -195,14 +195,29 @@ pub async fn run(config: RelayConfig, health: Health, mut shutdown: Shutdown) ->
 /// batch after a start need not wait for them (one row, a fresh relay, three runs each: the first
 /// batch took 9.6–12.7 ms with this against 11.7–26.0 ms without; the next ones 6–9 ms). Best
 /// effort: should Kafka not answer, the producer finds them itself once it does.
+///
+/// It asks twice. The idempotent producer cannot send before it has a producer id, which it
+/// requests when a metadata answer arrives while it has a connection to a broker it knows by id,
+/// else when its 500 ms retry timer fires. The first answer comes over the bootstrap
+/// connection, which librdkafka then closes, opening one to the broker the answer names; the
+/// second answer comes over that one. Drains of 200,000 rows from a fresh relay: with one
+/// question the first batch came 0.54–0.62 s after the start in 14 of 33 drains (the timer), else
+/// 0.09–0.15 s; with two, 0.09–0.20 s in all 45.
 fn warm_up(producer: &Arc<BatchProducer>, topic: &str) {
     let (producer, topic) = (Arc::clone(producer), topic.to_owned());
-    tokio::task::spawn_blocking(move || match producer.client().fetch_metadata(Some(&topic), WARM_UP_TIMEOUT) {
-        Ok(metadata) => {
-            let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
-            tracing::debug!(topic, partitions, "the topic's partitions are known");
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..2 {
+            match producer.client().fetch_metadata(Some(&topic), WARM_UP_TIMEOUT) {
+                Ok(metadata) => {
+                    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+                    tracing::debug!(topic, partitions, "the topic's partitions are known");
+                }
+                Err(err) => {
+                    tracing::debug!(topic, error = %err, "cannot fetch the topic's partitions yet");
+                    return;
+                }
+            }
         }
-        Err(err) => tracing::debug!(topic, error = %err, "cannot fetch the topic's partitions yet"),
     });
 }
 
