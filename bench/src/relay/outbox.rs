@@ -251,19 +251,19 @@ pub async fn writer_pool(url: &str, connections: u32) -> Result<PgPool> {
     Ok(pool)
 }
 
-/// Has every session of `pool` write `rows` once as the writer will ([`write_commit`]'s
+/// Has every session of `pool` write `rows` once as the writer will ([`Writes::commit`]'s
 /// statements), then roll back. A session's first write loads its catalog caches, compiles the
 /// outbox trigger and prepares the statement: with 32 fresh sessions starting at once, that held
 /// both cores for the load's first 200 ms or so (commits up to 165 ms, relay batches up to
 /// 210 ms), a start-up cost no write side with warm connections pays. Nothing is committed, so
 /// the relay sees nothing and the ids drawn are only skipped.
 pub async fn warm_writers(pool: &PgPool, rows: &[OutboxEvent], how: WriterTransaction) -> Result<()> {
-    let multi_row: Arc<str> = insert_sql(rows.len()).into();
+    let writes = Writes::new(how, rows.len());
     let mut held = Vec::new();
     for _ in 0..pool.options().get_max_connections() {
         let mut conn = pool.acquire().await.context("a writer session for the warm-up")?;
         let mut tx = conn.begin().await?;
-        insert(&mut tx, rows, how, &multi_row).await.context("the writer's warm-up write")?;
+        writes.insert(&mut tx, rows).await.context("the writer's warm-up write")?;
         tx.rollback().await?;
         held.push(conn);
     }
@@ -297,46 +297,49 @@ fn bind_row<'q>(query: PgQuery<'q>, row: &OutboxEvent) -> PgQuery<'q> {
         .bind(Json(row.headers()))
 }
 
-/// The events of `rows` in one transaction. `multi_row` is [`insert_sql`] of `rows.len()`
-/// rows, used by [`WriterTransaction::Statement`].
-async fn write_commit(
-    pool: &PgPool,
-    rows: &[OutboxEvent],
+/// How the writer writes its transactions of a given number of events: `how`, and for
+/// [`WriterTransaction::Statement`] the multi-row statement ([`insert_sql`]), made once.
+#[derive(Debug, Clone)]
+struct Writes {
     how: WriterTransaction,
-    multi_row: &Arc<str>,
-) -> Result<(), sqlx::Error> {
-    match how {
-        WriterTransaction::Explicit => {
-            let mut tx = pool.begin().await?;
-            insert(&mut tx, rows, how, multi_row).await?;
-            tx.commit().await
-        }
-        // One statement, committed by itself.
-        WriterTransaction::Statement => insert(&mut *pool.acquire().await?, rows, how, multi_row).await,
-    }
+    multi_row: Arc<str>,
 }
 
-/// [`write_commit`]'s statements on `conn`: one [`INSERT_SQL`] per event
-/// ([`WriterTransaction::Explicit`]), or one for all of them (`multi_row`).
-async fn insert(
-    conn: &mut PgConnection,
-    rows: &[OutboxEvent],
-    how: WriterTransaction,
-    multi_row: &Arc<str>,
-) -> Result<(), sqlx::Error> {
-    match how {
-        WriterTransaction::Explicit => {
-            for row in rows {
-                bind_row(sqlx::query(INSERT_SQL), row).execute(&mut *conn).await?;
+impl Writes {
+    fn new(how: WriterTransaction, events_per_commit: usize) -> Self {
+        Writes { how, multi_row: insert_sql(events_per_commit).into() }
+    }
+
+    /// The events of `rows` in one transaction.
+    async fn commit(&self, pool: &PgPool, rows: &[OutboxEvent]) -> Result<(), sqlx::Error> {
+        match self.how {
+            WriterTransaction::Explicit => {
+                let mut tx = pool.begin().await?;
+                self.insert(&mut tx, rows).await?;
+                tx.commit().await
             }
-            Ok(())
+            // One statement, committed by itself.
+            WriterTransaction::Statement => self.insert(&mut *pool.acquire().await?, rows).await,
         }
-        WriterTransaction::Statement if rows.len() == 1 => {
-            bind_row(sqlx::query(INSERT_SQL), &rows[0]).execute(conn).await.map(|_| ())
-        }
-        WriterTransaction::Statement => {
-            let query = sqlx::query(sqlx::AssertSqlSafe(Arc::clone(multi_row)));
-            rows.iter().fold(query, bind_row).execute(conn).await.map(|_| ())
+    }
+
+    /// [`Writes::commit`]'s statements on `conn`: one [`INSERT_SQL`] per event
+    /// ([`WriterTransaction::Explicit`]), or one for all of them.
+    async fn insert(&self, conn: &mut PgConnection, rows: &[OutboxEvent]) -> Result<(), sqlx::Error> {
+        match self.how {
+            WriterTransaction::Explicit => {
+                for row in rows {
+                    bind_row(sqlx::query(INSERT_SQL), row).execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+            WriterTransaction::Statement if rows.len() == 1 => {
+                bind_row(sqlx::query(INSERT_SQL), &rows[0]).execute(conn).await.map(|_| ())
+            }
+            WriterTransaction::Statement => {
+                let query = sqlx::query(sqlx::AssertSqlSafe(Arc::clone(&self.multi_row)));
+                rows.iter().fold(query, bind_row).execute(conn).await.map(|_| ())
+            }
         }
     }
 }
@@ -370,7 +373,7 @@ pub async fn open_loop_writer(
     }
     let transactions = rows.len() / n;
     let commit_rate = rate / n as f64;
-    let multi_row: Arc<str> = insert_sql(n).into();
+    let writes = Writes::new(how, n);
     let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
     let recorder = Arc::new(Mutex::new(Recorder {
         commits: CommitTimes::with_capacity(rows.len()),
@@ -388,11 +391,10 @@ pub async fn open_loop_writer(
                 1;
             continue;
         };
-        let (pool, rows, recorder, multi_row) =
-            (pool.clone(), Arc::clone(&rows), Arc::clone(&recorder), Arc::clone(&multi_row));
+        let (pool, rows, recorder, writes) = (pool.clone(), Arc::clone(&rows), Arc::clone(&recorder), writes.clone());
         tasks.push(tokio::spawn(async move {
             let events = &rows[t * n..(t + 1) * n];
-            let outcome = write_commit(&pool, events, how, &multi_row).await;
+            let outcome = writes.commit(&pool, events).await;
             drop(permit);
             // The commit time of every event of the transaction: the writer's wall clock right
             // after COMMIT returned.
@@ -450,19 +452,19 @@ pub async fn closed_loop_writer(
     how: WriterTransaction,
 ) -> Result<(u64, f64, Option<Latency>)> {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let single: Arc<str> = INSERT_SQL.into();
+    let writes = Writes::new(how, 1);
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for _ in 0..pool.options().get_max_connections() {
-        let (pool, rows, next, single) = (pool.clone(), Arc::clone(&rows), Arc::clone(&next), Arc::clone(&single));
+        let (pool, rows, next, writes) = (pool.clone(), Arc::clone(&rows), Arc::clone(&next), writes.clone());
         tasks.push(tokio::spawn(async move {
             let mut hist = ladder::histogram()?;
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(row) = rows.get(i..=i) else { break };
                 let begun = Instant::now();
-                write_commit(&pool, row, how, &single).await?;
+                writes.commit(&pool, row).await?;
                 ladder::record(&mut hist, u64::try_from(begun.elapsed().as_micros()).unwrap_or(u64::MAX));
             }
             anyhow::Ok(hist)
