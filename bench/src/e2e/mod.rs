@@ -407,6 +407,7 @@ async fn drain_rounds(args: &E2eArgs, run: &mut E2eRun) -> Result<()> {
         batch_size: 1000,
         poll_interval: Duration::from_secs(1),
         batches_in_flight: 4,
+        vacuum_every: ordexa_relay::DEFAULT_VACUUM_EVERY,
     };
     eprintln!("[e2e] preloading {} events into {topic}", rows.len());
     let started = Instant::now();

@@ -72,6 +72,10 @@ pub struct RelayArgs {
     /// ceiling too.
     #[arg(long, default_value_t = 4)]
     batches_in_flight: usize,
+    /// Rows the relay deletes between its VACUUMs of the outbox (ORDEXA_RELAY_VACUUM_EVERY; 0:
+    /// never, autovacuum alone).
+    #[arg(long, default_value_t = ordexa_relay::DEFAULT_VACUUM_EVERY)]
+    vacuum_every: u64,
     /// Partitions of the topics (as `ordexa topics --partitions`).
     #[arg(long, default_value_t = 6)]
     partitions: i32,
@@ -525,6 +529,7 @@ fn relay_config(args: &RelayArgs, prefix: &str) -> RelayConfig {
         batch_size: args.batch_size,
         poll_interval: Duration::from_secs(1),
         batches_in_flight: args.batches_in_flight,
+        vacuum_every: args.vacuum_every,
     }
 }
 
@@ -595,6 +600,7 @@ impl Ctx {
             topic_prefix: self.args.topic_prefix.clone(),
             batch_size: self.args.batch_size,
             batches_in_flight: self.args.batches_in_flight,
+            vacuum_every: self.args.vacuum_every,
             rust_log: self.args.relay_log.clone(),
             log: self.args.work_dir.join(format!("relay-{name}.log")),
             pid_file: self.args.work_dir.join("relay.pid"),
@@ -1107,6 +1113,7 @@ fn settings(args: &RelayArgs, events_per_order: usize, out: &mut BTreeMap<String
     );
     set("relay batch size (ORDEXA_RELAY_BATCH_SIZE)", args.batch_size.to_string());
     set("relay batches in flight (ORDEXA_RELAY_BATCHES_IN_FLIGHT)", args.batches_in_flight.to_string());
+    set("relay vacuums the outbox every (ORDEXA_RELAY_VACUUM_EVERY)", format!("{} rows deleted", args.vacuum_every));
     set("rounds", format!("{} × (drain, producer ceiling, SQL ceiling); medians reported", args.rounds));
     set("relay RUST_LOG", args.relay_log.clone());
     set("relay poll interval", "1 s (default)".to_owned());

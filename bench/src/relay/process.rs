@@ -18,6 +18,7 @@ pub struct RelaySpec {
     pub topic_prefix: String,
     pub batch_size: i64,
     pub batches_in_flight: usize,
+    pub vacuum_every: u64,
     pub rust_log: String,
     /// Its log, and a file with its process id (for the script's clean-up if this one dies).
     pub log: PathBuf,
@@ -40,6 +41,7 @@ impl RelayProcess {
             ("ORDEXA_TOPIC_PREFIX", spec.topic_prefix.clone()),
             ("ORDEXA_RELAY_BATCH_SIZE", spec.batch_size.to_string()),
             ("ORDEXA_RELAY_BATCHES_IN_FLIGHT", spec.batches_in_flight.to_string()),
+            ("ORDEXA_RELAY_VACUUM_EVERY", spec.vacuum_every.to_string()),
             ("RUST_LOG", spec.rust_log.clone()),
         ];
         let workload = Workload::start_logged(&spec.ordexa, "relay", &env, spec.log.clone(), spec.pid_file.clone())?;

@@ -244,6 +244,10 @@ struct RelayArgs {
     /// earlier ones are in flight (1: one batch at a time).
     #[arg(long, env = "ORDEXA_RELAY_BATCHES_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     batches_in_flight: u16,
+    /// Rows deleted between the relay's VACUUMs of the outbox, so that new rows reuse the space of
+    /// published ones (0: never; autovacuum alone, which may look only once a minute).
+    #[arg(long, env = "ORDEXA_RELAY_VACUUM_EVERY", default_value_t = ordexa_relay::DEFAULT_VACUUM_EVERY)]
+    vacuum_every: u64,
 }
 
 #[derive(Debug, Args)]
@@ -505,6 +509,7 @@ async fn dev(args: DevArgs) -> Result<(), Error> {
         batch_size: 1000,
         poll_interval: Duration::from_secs(1),
         batches_in_flight: 4,
+        vacuum_every: ordexa_relay::DEFAULT_VACUUM_EVERY,
     };
     let relay = tokio::spawn(ordexa_relay::run(relay_config, relay_health, shutdown.clone()));
     let projector_config = args.tuning.config(&args.kafka);
@@ -542,6 +547,7 @@ async fn relay(args: RelayArgs) -> Result<(), Error> {
         batch_size: args.batch_size,
         poll_interval: args.poll_interval,
         batches_in_flight: usize::from(args.batches_in_flight),
+        vacuum_every: args.vacuum_every,
     };
     let shutdown = ordexa_runtime::Shutdown::on_signals();
     let health = ordexa_runtime::Health::new("starting");

@@ -74,6 +74,7 @@ impl TestApp {
             batch_size: 1000,
             poll_interval: Duration::from_millis(500),
             batches_in_flight: 4,
+            vacuum_every: ordexa_relay::DEFAULT_VACUUM_EVERY,
         };
         tokio::spawn(ordexa_relay::run(relay, Health::new("starting"), shutdown.clone()));
         let projector = ordexa_projector::ProjectorConfig {

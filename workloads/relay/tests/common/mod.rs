@@ -21,6 +21,7 @@ pub fn relay_config(
         batch_size,
         poll_interval,
         batches_in_flight: 4,
+        vacuum_every: ordexa_relay::DEFAULT_VACUUM_EVERY,
     })
 }
 
