@@ -10,6 +10,7 @@
 #   BENCH_ORDERS           orders they belong to (default 20000: 10 events each)
 #   BENCH_BATCH            the relay's ORDEXA_RELAY_BATCH_SIZE, also the ceilings' batch (default 1000, the relay's default)
 #   BENCH_IN_FLIGHT        the relay's ORDEXA_RELAY_BATCHES_IN_FLIGHT, also the producer ceiling's (default 4, the relay's default)
+#   BENCH_VACUUM_EVERY     the relay's ORDEXA_RELAY_VACUUM_EVERY (default 50000, the relay's default; 0: autovacuum alone)
 #   BENCH_PARTITIONS       partitions of the topics (default 6, `ordexa topics`'s default)
 #   BENCH_STEADY_SECONDS   seconds of steady load (default 30)
 #   BENCH_STEADY_FRACTION  the steady rate as a fraction of the drain rate (default 0.5)
@@ -35,6 +36,7 @@ EVENTS=${BENCH_EVENTS:-200000}
 ORDERS=${BENCH_ORDERS:-20000}
 BATCH=${BENCH_BATCH:-1000}
 IN_FLIGHT=${BENCH_IN_FLIGHT:-4}
+VACUUM_EVERY=${BENCH_VACUUM_EVERY:-50000}
 PARTITIONS=${BENCH_PARTITIONS:-6}
 STEADY_SECONDS=${BENCH_STEADY_SECONDS:-30}
 STEADY_FRACTION=${BENCH_STEADY_FRACTION:-0.5}
@@ -97,7 +99,7 @@ settings+=(--setting "database, topic prefix=$DB, $PREFIX (both removed afterwar
 prefix_armed=1
 "$BENCH" relay \
   --database-url "$bench_url" --kafka-bootstrap "$ORDEXA_KAFKA_BOOTSTRAP" --topic-prefix "$PREFIX" \
-  --ordexa "$ORDEXA" --events "$EVENTS" --orders "$ORDERS" --batch-size "$BATCH" --batches-in-flight "$IN_FLIGHT" --partitions "$PARTITIONS" \
+  --ordexa "$ORDEXA" --events "$EVENTS" --orders "$ORDERS" --batch-size "$BATCH" --batches-in-flight "$IN_FLIGHT" --vacuum-every "$VACUUM_EVERY" --partitions "$PARTITIONS" \
   --steady-seconds "$STEADY_SECONDS" --steady-fraction "$STEADY_FRACTION" ${STEADY_RATE:+--steady-rate "$STEADY_RATE"} --writers "$WRITERS" "${writer[@]}" \
   --rounds "$ROUNDS" \
   --relay-log "$RELAY_LOG" --quiet-wait "$QUIET_WAIT" "${pids[@]}" \
