@@ -37,8 +37,8 @@ async fn write_round(pool: &PgPool) -> Result<(), sqlx::Error> {
 
 /// Writes every round through a relay run with `config`, waiting for the outbox to empty after
 /// each; checks every row was published and returns the outbox's largest heap size in bytes,
-/// read after each round (a vacuum that finds the whole table empty also truncates it, so the
-/// size at the end alone would not show whether rows reused space meanwhile).
+/// read after each round (the file shrinks when a vacuum that may truncate finds its end empty,
+/// so the size at the end alone would not show whether rows reused space meanwhile).
 async fn publish_rounds(pool: &PgPool, config: RelayConfig) -> Result<i64, kit::Failure> {
     let topic = config.topic();
     topics::ensure_topics(&config.kafka_bootstrap, &config.topic_prefix, 2, 1).await?;
