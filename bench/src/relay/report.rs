@@ -22,6 +22,9 @@ pub struct RelayReportArgs {
     /// Goal: p99 of CreateTime − commit under the steady load, ms.
     #[arg(long, default_value_t = 50.0)]
     goal_p99_ms: f64,
+    /// Goal: the steady load of the latency goal, as a fraction of the drain rate.
+    #[arg(long, default_value_t = 0.5)]
+    goal_load_fraction: f64,
     /// Goal: the relay's peak resident memory, MB (10^6 bytes).
     #[arg(long, default_value_t = 50.0)]
     goal_rss_mb: f64,
@@ -112,6 +115,22 @@ fn steady_cost(t: &Throughput) -> Option<(f64, String, f64)> {
     let us: f64 = groups.iter().map(|(g, _)| per_event(g)).sum();
     let parts = groups.iter().map(|(g, name)| format!("{name} {:.1}", per_event(g))).collect::<Vec<_>>().join(", ");
     (us > 0.0).then(|| (us, parts, 1e6 * cores as f64 / us))
+}
+
+/// Both goals in one run: the steady load a relay draining at exactly the goal's share of the
+/// lower ceiling is tested at, and the cores it needs at this run's steady cost per event, in all
+/// and without the relay process's own share.
+struct BothGoals {
+    load: f64,
+    cores: f64,
+    cores_without_relay: f64,
+}
+
+fn both_goals(steady: &Throughput, lower_rate: f64, goal_ratio: f64, load_fraction: f64) -> Option<BothGoals> {
+    let (us, _, _) = steady_cost(steady)?;
+    let relay_us = 1e6 * steady.cpu_s.get("relay").copied().unwrap_or(0.0) / steady.events as f64;
+    let load = goal_ratio * lower_rate * load_fraction;
+    (load > 0.0).then(|| BothGoals { load, cores: load * us / 1e6, cores_without_relay: load * (us - relay_us) / 1e6 })
 }
 
 /// The share of the events per second asked the steady writer must reach for the latency goal
@@ -392,6 +411,20 @@ pub fn render(run: &RelayRun, args: &RelayReportArgs, date: &str) -> Result<Stri
             num(carry),
             if writer.target_rate > 0.0 { carry / writer.target_rate } else { 0.0 },
             num(writer.target_rate),
+        )?;
+    }
+    if let Some(both) = both_goals(&steady_t, lower.rate, args.goal_ratio, args.goal_load_fraction) {
+        writeln!(
+            out,
+            "Both goals in one run: a relay draining at {} of the lower ceiling ({} events/s) is tested at **{} \
+             events/s**. At this run's steady cost per event, that load needs **{:.2} cores** of the machine's {}; \
+             PostgreSQL, Kafka and the writer alone, without the relay process, {:.2}.\n",
+            args.goal_ratio,
+            num(args.goal_ratio * lower.rate),
+            num(both.load),
+            both.cores,
+            steady_t.cpu.as_ref().map_or(0, |c| c.cores),
+            both.cores_without_relay,
         )?;
     }
 
@@ -736,6 +769,7 @@ mod tests {
             json: PathBuf::from("relay.json"),
             goal_ratio: 0.8,
             goal_p99_ms: 50.0,
+            goal_load_fraction: 0.5,
             goal_rss_mb: 50.0,
             facts: RunFacts {
                 out: PathBuf::from("relay.md"),
@@ -785,6 +819,27 @@ mod tests {
         assert!((carry - 2e6 / 60.0).abs() < 1e-6);
         assert_eq!(parts, "PostgreSQL 40.0, relay 10.0, Kafka 5.0, the bench tool's writer 5.0");
         assert!(steady_cost(&Throughput { events: 0, ..steady }).is_none());
+    }
+
+    #[test]
+    fn both_goals_price_the_load_a_relay_at_the_goal_would_face() {
+        let steady = Throughput {
+            events: 100_000,
+            cpu_s: [("relay", 1.0), ("postgres", 4.0), ("kafka", 0.5), ("bench", 0.5)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            cpu: Some(CpuUsage { cores: 2, ..CpuUsage::default() }),
+            ..Throughput::default()
+        };
+        // A relay at 0.8 of a 100,000 events/s ceiling is tested at half of 80,000: 40,000/s at
+        // 60 µs each needs 2.4 cores, 2.0 of them for everything but the relay (50 µs).
+        let both = both_goals(&steady, 100_000.0, 0.8, 0.5).expect("a price");
+        assert!((both.load - 40_000.0).abs() < 1e-6);
+        assert!((both.cores - 2.4).abs() < 1e-9);
+        assert!((both.cores_without_relay - 2.0).abs() < 1e-9);
+        assert!(both_goals(&steady, 0.0, 0.8, 0.5).is_none());
+        assert!(both_goals(&Throughput { events: 0, ..steady }, 100_000.0, 0.8, 0.5).is_none());
     }
 
     fn writer(asked: f64, achieved: f64, n: u64, errors: u64) -> WriterResult {
