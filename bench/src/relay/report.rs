@@ -128,7 +128,7 @@ struct BothGoals {
 
 fn both_goals(steady: &Throughput, lower_rate: f64, goal_ratio: f64, load_fraction: f64) -> Option<BothGoals> {
     let (us, _, _) = steady_cost(steady)?;
-    let relay_us = 1e6 * steady.cpu_s.get("relay").copied().unwrap_or(0.0) / steady.events as f64;
+    let relay_us = steady.events_per_cpu_s("relay").map_or(0.0, |rate| 1e6 / rate);
     let load = goal_ratio * lower_rate * load_fraction;
     (load > 0.0).then(|| BothGoals { load, cores: load * us / 1e6, cores_without_relay: load * (us - relay_us) / 1e6 })
 }
@@ -782,17 +782,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_cpu_bound_is_the_cores_over_the_cpu_per_event() {
-        let drain = Throughput {
-            events: 200_000,
-            cpu_s: [("relay", 2.0), ("postgres", 1.6), ("kafka", 0.4), ("bench", 9.0)]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
+    /// `events` over two cores, with the CPU seconds of each process group.
+    fn on_two_cores(events: u64, cpu_s: &[(&str, f64)]) -> Throughput {
+        Throughput {
+            events,
+            cpu_s: cpu_s.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
             cpu: Some(CpuUsage { cores: 2, ..CpuUsage::default() }),
             ..Throughput::default()
-        };
+        }
+    }
+
+    #[test]
+    fn the_cpu_bound_is_the_cores_over_the_cpu_per_event() {
+        let drain = on_two_cores(200_000, &[("relay", 2.0), ("postgres", 1.6), ("kafka", 0.4), ("bench", 9.0)]);
         let bound = cpu_bound(&drain).expect("a bound");
         // 4.0 CPU-s over 200,000 events: 20 µs each (the bench tool's own CPU is not the relay's).
         assert!((bound.us_per_event - 20.0).abs() < 1e-9);
@@ -804,15 +806,8 @@ mod tests {
 
     #[test]
     fn the_steady_cost_counts_every_process_and_the_writer_too() {
-        let steady = Throughput {
-            events: 100_000,
-            cpu_s: [("relay", 1.0), ("postgres", 4.0), ("kafka", 0.5), ("bench", 0.5), ("other", 7.0)]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
-            cpu: Some(CpuUsage { cores: 2, ..CpuUsage::default() }),
-            ..Throughput::default()
-        };
+        let steady =
+            on_two_cores(100_000, &[("relay", 1.0), ("postgres", 4.0), ("kafka", 0.5), ("bench", 0.5), ("other", 7.0)]);
         let (us, parts, carry) = steady_cost(&steady).expect("a cost");
         // 6.0 CPU-s of the four named groups over 100,000 events: 60 µs each; 2 cores carry 33,333/s.
         assert!((us - 60.0).abs() < 1e-9);
@@ -823,15 +818,7 @@ mod tests {
 
     #[test]
     fn both_goals_price_the_load_a_relay_at_the_goal_would_face() {
-        let steady = Throughput {
-            events: 100_000,
-            cpu_s: [("relay", 1.0), ("postgres", 4.0), ("kafka", 0.5), ("bench", 0.5)]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
-            cpu: Some(CpuUsage { cores: 2, ..CpuUsage::default() }),
-            ..Throughput::default()
-        };
+        let steady = on_two_cores(100_000, &[("relay", 1.0), ("postgres", 4.0), ("kafka", 0.5), ("bench", 0.5)]);
         // A relay at 0.8 of a 100,000 events/s ceiling is tested at half of 80,000: 40,000/s at
         // 60 µs each needs 2.4 cores, 2.0 of them for everything but the relay (50 µs).
         let both = both_goals(&steady, 100_000.0, 0.8, 0.5).expect("a price");
