@@ -5,6 +5,7 @@
 #   cassandra.sh install   resolve the server's classpath into the cache (idempotent)
 #   cassandra.sh start     generate config, start in the background, wait until CQL answers
 #   cassandra.sh stop      stop the node; data is kept
+#   cassandra.sh kill      SIGKILL the node, as a crash would (chaos and failure tests)
 #   cassandra.sh status    one line: running/stopped, pid, address, release_version
 #   cassandra.sh env       the environment the Ordexa services need to reach the node
 #   cassandra.sh reset     stop, then delete this node's state (data, logs, config)
@@ -351,8 +352,9 @@ cmd_reset() {
 
 case ${1:-} in
   install | start | stop | status | env | reset) "cmd_$1" ;;
+  kill) kill_pid Cassandra "$PID_FILE" ;;
   *)
-    echo "usage: $0 install|start|stop|status|env|reset" >&2
+    echo "usage: $0 install|start|stop|kill|status|env|reset" >&2
     exit 2
     ;;
 esac

@@ -2,7 +2,7 @@
 # Apache Kafka 4.x for local development and CI: one KRaft node that is both broker and
 # controller, run from its Maven Central artifacts as a plain java process on 127.0.0.1.
 #
-#   kafka.sh install | start | stop | status | env | reset
+#   kafka.sh install | start | stop | kill | status | env | reset   (kill: SIGKILL, as a crash)
 #
 # State (config, data, logs, pid) lives in $ORDEXA_STATE_DIR/kafka; the resolved jars live in
 # $ORDEXA_CACHE_DIR so a reset or a fresh clone does not download them again.
@@ -315,11 +315,12 @@ case ${1:-} in
   install) cmd_install ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
+  kill) kill_pid Kafka "$KAFKA_PIDFILE" ;;
   status) cmd_status ;;
   env) cmd_env ;;
   reset) cmd_reset ;;
   *)
-    echo "usage: $0 install|start|stop|status|env|reset" >&2
+    echo "usage: $0 install|start|stop|kill|status|env|reset" >&2
     exit 2
     ;;
 esac

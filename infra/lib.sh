@@ -113,6 +113,22 @@ show_log_tail() {
   printf -- '-----\n' >&2
 }
 
+# kill_pid NAME PIDFILE: SIGKILL, as a crash would (chaos and failure tests), and wait until the
+# kernel has reaped it so its ports are free for a restart. The pid file is left as a crash
+# leaves it; `start` recognises it as stale.
+kill_pid() {
+  local name=$1 pidfile=$2 pid
+  if ! pid_alive "$pidfile"; then
+    info "$name is not running"
+    return 0
+  fi
+  pid=$(head -n1 "$pidfile")
+  kill -KILL "$pid" 2>/dev/null || true
+  local reaped_by=$((SECONDS + 10))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < reaped_by)); do sleep 0.1; done
+  info "killed $name (pid $pid, SIGKILL)"
+}
+
 # stop_pid NAME PIDFILE [TIMEOUT]: SIGTERM, wait, then SIGKILL.
 stop_pid() {
   local name=$1 pidfile=$2 timeout=${3:-60} pid

@@ -160,5 +160,6 @@ cmd_reset() {
 
 case ${1:-} in
 install | start | stop | status | env | reset) "cmd_$1" ;;
-*) die "usage: $0 install|start|stop|status|env|reset" ;;
+kill) kill_pid PostgreSQL "$PG_PIDFILE" ;;
+*) die "usage: $0 install|start|stop|kill|status|env|reset" ;;
 esac

@@ -17,12 +17,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use metrics_exporter_prometheus::PrometheusHandle;
 use ordexa_readmodel::ReadModel;
 use ordexa_store::Store;
 use tower_http::trace::TraceLayer;
 
-pub use auth::Auth;
+pub use auth::Hs256Tokens;
 
 /// The largest request body accepted; an order of 100 lines with an address is far below it.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -37,16 +36,16 @@ pub struct AppState {
     pub store: Store,
     /// The read model (Cassandra): order reads and lists.
     pub reads: Arc<ReadModel>,
-    pub auth: Auth,
-    pub metrics: PrometheusHandle,
+    /// Verifies bearer tokens.
+    pub auth: Hs256Tokens,
     /// The longest a read waits for the projection (`min_version`, or an order committed but
     /// not projected yet).
     pub read_wait: Duration,
 }
 
 impl AppState {
-    pub fn new(store: Store, reads: Arc<ReadModel>, auth: Auth) -> Self {
-        AppState { store, reads, auth, metrics: ordexa_runtime::prometheus(), read_wait: DEFAULT_READ_WAIT }
+    pub fn new(store: Store, reads: Arc<ReadModel>, auth: Hs256Tokens) -> Self {
+        AppState { store, reads, auth, read_wait: DEFAULT_READ_WAIT }
     }
 
     pub fn with_read_wait(mut self, read_wait: Duration) -> Self {
@@ -68,15 +67,14 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .route("/orders/{id}/deliver", post(orders::deliver_order))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { problem::ApiError::NotFound("no such API route".to_owned()) });
+    let ops = ordexa_platform::ops_router("api", state.clone());
     Router::new()
         .nest("/api/v1", api)
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .layer(axum::middleware::from_fn(ops::track))
+        .with_state(state)
+        .merge(ops)
+        .layer(axum::middleware::from_fn(ordexa_platform::metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 /// Serves `app` until `shutdown` resolves, then finishes the requests in flight.

@@ -1,24 +1,12 @@
-//! Every error the API returns, rendered once as RFC 9457 problem details.
+//! Every error the API returns, rendered once as RFC 9457 problem details (the platform's
+//! [`Problem`]).
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ordexa_domain::{DomainError, FieldError};
 use ordexa_store::StoreError;
-use serde::Serialize;
-use utoipa::ToSchema;
 
-/// RFC 9457 problem details, with `errors` listing field problems where there are any.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
-    /// A URI naming the kind of problem.
-    #[serde(rename = "type")]
-    pub problem_type: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-}
+pub use ordexa_platform::problem::{Problem, ProblemField};
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,25 +89,12 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let errors = match self {
-            ApiError::Unprocessable { errors, .. } => errors,
+            ApiError::Unprocessable { errors, .. } => {
+                errors.into_iter().map(|e| ProblemField { field: e.field, message: e.message }).collect()
+            }
             _ => Vec::new(),
         };
-        let problem = Problem {
-            problem_type: format!("https://ordexa.io/problems/{slug}"),
-            title: title.to_owned(),
-            status: status.as_u16(),
-            detail,
-            errors,
-        };
-        let mut response = (status, axum::Json(problem)).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
+        Problem::new(status, slug, title, detail).with_errors(errors).into_response()
     }
 }
 

@@ -1,5 +1,5 @@
-//! The event contract on Kafka: topic names and the JSON envelope every record of the orders
-//! topic carries, with its checked-in JSON Schema (`schema/order-event.v1.json`).
+//! The event contract on Kafka: the JSON envelope every record of the orders topic carries, with
+//! its checked-in JSON Schema (`schema/order-event.v1.json`). Topic names are `ordexa-topics`'.
 
 use std::{fmt, str::FromStr};
 
@@ -14,19 +14,6 @@ pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
 /// JSON Schema (draft 2020-12) of the event envelope, version [`EVENT_SCHEMA_VERSION`].
 pub const ORDER_EVENT_SCHEMA: &str = include_str!("../schema/order-event.v1.json");
-
-/// The topic prefix when none is configured (`ORDEXA_TOPIC_PREFIX`).
-pub const DEFAULT_TOPIC_PREFIX: &str = "ordexa.";
-
-/// The orders topic: `<prefix>orders`.
-pub fn topic_name(prefix: &str) -> String {
-    format!("{prefix}orders")
-}
-
-/// The dead-letter topic of the orders topic: `<prefix>orders.dlq`.
-pub fn dlq_topic_name(prefix: &str) -> String {
-    format!("{prefix}orders.dlq")
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
@@ -155,13 +142,6 @@ mod tests {
 
     fn set(event: &mut Value, pointer: &str, value: Value) {
         *event.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer} must exist")) = value;
-    }
-
-    #[test]
-    fn topic_names_follow_the_prefix() {
-        assert_eq!(topic_name(DEFAULT_TOPIC_PREFIX), "ordexa.orders");
-        assert_eq!(dlq_topic_name("shop."), "shop.orders.dlq");
-        assert_eq!(topic_name(""), "orders");
     }
 
     #[test]

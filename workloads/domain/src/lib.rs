@@ -33,9 +33,7 @@ mod properties;
 
 pub use address::{ADDRESS_TEXT_MAX_CHARS, POSTAL_CODE_MAX_CHARS, ShippingAddress};
 pub use error::{DomainError, FieldError, ParseEnumError, ParseStatusError};
-pub use event::{
-    DEFAULT_TOPIC_PREFIX, EVENT_SCHEMA_VERSION, EventType, ORDER_EVENT_SCHEMA, OrderEvent, dlq_topic_name, topic_name,
-};
+pub use event::{EVENT_SCHEMA_VERSION, EventType, ORDER_EVENT_SCHEMA, OrderEvent};
 pub use order::Order;
 pub use pricing::{ItemRequest, MAX_ORDER_LINES, MAX_QUANTITY, OrderItem, PricedItems, price_items};
 pub use product::{MAX_UNIT_PRICE, PRODUCT_NAME_MAX_CHARS, Product, ProductInput};

@@ -27,8 +27,8 @@ fn stdout_of(output: &Output) -> Result<String, kit::Failure> {
 async fn an_operator_lists_shows_and_replays_dead_letters() -> TestResult {
     let prefix = format!("{}.", kit::unique_name("dlqcli"));
     let bootstrap = kit::kafka_bootstrap()?;
-    ordexa_relay::topics::ensure_topics(&bootstrap, &prefix, 1, 1).await?;
-    let (topic, dlq) = (ordexa_domain::topic_name(&prefix), ordexa_domain::dlq_topic_name(&prefix));
+    ordexa_topics::ensure_topics(&bootstrap, &prefix, 1, 1).await?;
+    let (topic, dlq) = (ordexa_topics::orders_topic(&prefix), ordexa_topics::dlq_topic(&prefix));
     let producer = kit::kafka_producer()?;
     let headers = OwnedHeaders::new()
         .insert(Header { key: "dlq.error", value: Some("the value is not JSON: expected value at line 1 column 1") })

@@ -22,8 +22,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ordexa_domain::OrderEvent;
+use ordexa_platform::{Health, Shutdown, backoff_delay};
 use ordexa_readmodel::{ReadModel, ReadModelError};
-use ordexa_runtime::{Health, Shutdown, backoff_delay};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -60,11 +60,11 @@ pub struct ProjectorConfig {
 
 impl ProjectorConfig {
     pub fn topic(&self) -> String {
-        ordexa_domain::topic_name(&self.topic_prefix)
+        ordexa_topics::orders_topic(&self.topic_prefix)
     }
 
     pub fn dlq_topic(&self) -> String {
-        ordexa_domain::dlq_topic_name(&self.topic_prefix)
+        ordexa_topics::dlq_topic(&self.topic_prefix)
     }
 
     /// The group a prefix's projectors share unless told otherwise.

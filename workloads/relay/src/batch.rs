@@ -1,4 +1,4 @@
-//! A producer whose delivery reports are counted per batch.
+//! The relay's producer (talks to Kafka), whose delivery reports are counted per batch.
 //!
 //! The relay needs one answer per batch: did Kafka take every message of it? A future per message
 //! (rdkafka's `FutureProducer`) costs a channel per message and wakes the waiting task from the
@@ -8,21 +8,73 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use futures::channel::oneshot;
-use rdkafka::ClientContext;
+use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
 use uuid::Uuid;
 
 use crate::RelayError;
 
 /// The relay's producer: a polling thread runs the delivery reports, counted per batch.
-pub type BatchProducer = ThreadedProducer<BatchContext>;
+pub(crate) type BatchProducer = ThreadedProducer<BatchContext>;
+
+/// An idempotent, gapless producer: retries keep per-partition order, and an error that would
+/// leave a gap is fatal rather than silent, so the relay rebuilds the producer and republishes.
+pub(crate) fn producer(bootstrap: &str) -> Result<BatchProducer, RelayError> {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("enable.gapless.guarantee", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "2")
+        .set("batch.num.messages", "10000")
+        // The same key → partition mapping as Kafka's Java clients.
+        .set("partitioner", "murmur2_random")
+        // Never give up on a message: a timed-out message could leave a gap that a later batch
+        // fills past. While Kafka is away the relay waits, not ready, and goes on when it is back.
+        .set("message.timeout.ms", "0");
+    Ok(BatchProducer::from_config_and_context(&client, BatchContext)?)
+}
+
+/// Asks Kafka, in the background, for the topic's partitions and their leaders, so that the first
+/// batch after a start need not wait for them. Best effort: should Kafka not answer, the producer
+/// finds them itself once it does.
+///
+/// It asks twice. The idempotent producer cannot send before it has a producer id, which it
+/// requests when a metadata answer arrives while it has a connection to a broker it knows by id,
+/// else when its 500 ms retry timer fires. The first answer comes over the bootstrap connection,
+/// which librdkafka then closes, opening one to the broker the answer names; the second answer
+/// comes over that one (`docs/adr/`: the producer id at start).
+pub(crate) fn warm_up(producer: &Arc<BatchProducer>, topic: &str) {
+    let (producer, topic) = (Arc::clone(producer), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..2 {
+            match producer.client().fetch_metadata(Some(&topic), WARM_UP_TIMEOUT) {
+                Ok(metadata) => {
+                    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+                    tracing::debug!(topic, partitions, "the topic's partitions are known");
+                }
+                Err(err) => {
+                    tracing::debug!(topic, error = %err, "cannot fetch the topic's partitions yet");
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// How long [`warm_up`] waits for Kafka.
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Counts each batch's delivery reports (see the module documentation).
-pub struct BatchContext;
+pub(crate) struct BatchContext;
 
 impl ClientContext for BatchContext {}
 
@@ -38,7 +90,7 @@ impl ProducerContext for BatchContext {
 /// of the batch holds it; when the last report arrives, the outcome goes to [`Acknowledgements`].
 /// Should the producer drop messages without a report, the sender goes with the last of them
 /// and the batch learns its reports were lost.
-pub struct Tally {
+pub(crate) struct Tally {
     remaining: AtomicUsize,
     first_error: Mutex<Option<KafkaError>>,
     done: Mutex<Option<oneshot::Sender<Result<(), KafkaError>>>>,
@@ -72,7 +124,7 @@ impl Tally {
 
 /// One outbox event as the contract's Kafka message: key = order id, the event's headers.
 #[derive(Debug, Clone, Copy)]
-pub struct Event<'a> {
+pub(crate) struct Event<'a> {
     pub aggregate_id: Uuid,
     pub event_id: Uuid,
     pub event_type: &'a str,
@@ -82,7 +134,7 @@ pub struct Event<'a> {
 }
 
 /// A batch queued on the producer: resolves once Kafka reported on every message of it.
-pub struct Acknowledgements {
+pub(crate) struct Acknowledgements {
     messages: usize,
     outcome: oneshot::Receiver<Result<(), KafkaError>>,
 }
@@ -100,7 +152,7 @@ impl Acknowledgements {
 
 /// Queues `events` on the producer, in order, without waiting for Kafka. On an error the
 /// messages queued before it stay queued, and the caller publishes the batch again.
-pub fn queue<'a>(
+pub(crate) fn queue<'a>(
     producer: &BatchProducer,
     topic: &str,
     events: impl ExactSizeIterator<Item = Event<'a>>,

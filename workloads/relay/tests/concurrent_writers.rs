@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use ordexa_relay::topics;
-use ordexa_runtime::{Health, Shutdown};
+use ordexa_platform::{Health, Shutdown};
 use ordexa_testkit::{self as kit, TestDatabase, TestResult};
 
 mod common;
@@ -26,7 +25,7 @@ async fn rows_of_overlapping_writer_transactions_are_all_published() -> TestResu
     let pool = ordexa_store::connect(&db.url, WRITERS as u32 + 2).await?;
     ordexa_store::migrate(&pool).await?;
     let prefix = format!("{}.", kit::unique_name("relayload"));
-    topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 3, 1).await?;
+    ordexa_topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 3, 1).await?;
     let config = common::relay_config(&db.url, &prefix, 500, Duration::from_millis(500))?;
     let (trigger, shutdown) = Shutdown::new();
     let relay = tokio::spawn(ordexa_relay::run(config, Health::new("starting"), shutdown));
@@ -61,7 +60,7 @@ async fn rows_of_overlapping_writer_transactions_are_all_published() -> TestResu
     common::drained(&pool, Duration::from_secs(30), &what).await?;
     trigger.fire();
     relay.await??;
-    let published = kit::read_topic(&ordexa_domain::topic_name(&prefix)).await?;
+    let published = kit::read_topic(&ordexa_topics::orders_topic(&prefix)).await?;
     eprintln!("concurrent writers: {committed} rows committed, {} messages", published.len());
     assert!(published.len() as i64 >= committed, "every committed row is published at least once");
     pool.close().await;

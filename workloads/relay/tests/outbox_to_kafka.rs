@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use ordexa_domain::{ItemRequest, OrderEvent, ShippingAddress, Transition};
-use ordexa_relay::topics;
-use ordexa_runtime::{Health, Shutdown};
+
+use ordexa_platform::{Health, Shutdown};
 use ordexa_store::{Actor, CreateOrder, CreateOutcome, OrderChange, Store};
 use ordexa_testkit::{self as kit, TestDatabase, TestResult};
 use serde_json::Value;
@@ -85,14 +85,17 @@ async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> Test
     let store = Store::new(pool.clone());
     store.seed_dev_catalog().await?;
     let prefix = format!("{}.", kit::unique_name("relaytest"));
-    let created = topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 3, 1).await?;
+    let created = ordexa_topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 3, 1).await?;
     assert_eq!(created.len(), 2, "orders topic and its DLQ");
     // Asking again changes nothing; asking for fewer partitions is refused.
-    let again = topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 3, 1).await?;
-    assert!(again.iter().all(|o| matches!(o, topics::TopicOutcome::Unchanged { partitions: 3, .. })), "{again:?}");
+    let again = ordexa_topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 3, 1).await?;
+    assert!(
+        again.iter().all(|o| matches!(o, ordexa_topics::TopicOutcome::Unchanged { partitions: 3, .. })),
+        "{again:?}"
+    );
     assert!(matches!(
-        topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 2, 1).await,
-        Err(topics::TopicError::WouldShrink { current: 3, requested: 2, .. })
+        ordexa_topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 2, 1).await,
+        Err(ordexa_topics::TopicError::WouldShrink { current: 3, requested: 2, .. })
     ));
 
     let config = common::relay_config(&db.url, &prefix, 100, Duration::from_millis(500))?;
@@ -197,7 +200,7 @@ async fn only_committed_rows_are_published_valid_and_the_outbox_drains() -> Test
     trigger.fire();
     relay.await??;
 
-    let messages = kit::read_topic(&ordexa_domain::topic_name(&prefix)).await?;
+    let messages = kit::read_topic(&ordexa_topics::orders_topic(&prefix)).await?;
     let report = kit::check_order_stream(&messages)?;
     assert_eq!(report.events, 23 * 3 + 3 + 1 + 2 + 2);
     assert!(!report.latest.contains_key(&ghost.order_id.to_string()), "a rolled-back row was published");

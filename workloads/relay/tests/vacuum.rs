@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use ordexa_relay::{RelayConfig, topics};
-use ordexa_runtime::{Health, Shutdown};
+use ordexa_platform::{Health, Shutdown};
+use ordexa_relay::RelayConfig;
 use ordexa_testkit::{self as kit, TestDatabase, TestResult};
 use sqlx::PgPool;
 
@@ -40,8 +40,8 @@ async fn write_round(pool: &PgPool) -> Result<(), sqlx::Error> {
 /// read after each round (the file shrinks when a vacuum that may truncate finds its end empty,
 /// so the size at the end alone would not show whether rows reused space meanwhile).
 async fn publish_rounds(pool: &PgPool, config: RelayConfig) -> Result<i64, kit::Failure> {
-    let topic = config.topic();
-    topics::ensure_topics(&config.kafka_bootstrap, &config.topic_prefix, 2, 1).await?;
+    let topic = ordexa_topics::orders_topic(&config.topic_prefix);
+    ordexa_topics::ensure_topics(&config.kafka_bootstrap, &config.topic_prefix, 2, 1).await?;
     let (trigger, shutdown) = Shutdown::new();
     let relay = tokio::spawn(ordexa_relay::run(config, Health::new("starting"), shutdown));
     let mut largest = 0;

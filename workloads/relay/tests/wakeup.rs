@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use ordexa_relay::{IDLE_LOCK_KEY, NOTIFY_CHANNEL, topics};
-use ordexa_runtime::{Health, Shutdown};
+use ordexa_platform::{Health, Shutdown};
+use ordexa_store::outbox::{IDLE_LOCK_KEY, NOTIFY_CHANNEL};
 use ordexa_testkit::{self as kit, TestDatabase, TestResult};
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -98,7 +98,7 @@ async fn the_relay_finds_rows_of_writers_that_did_not_notify_and_wakes_when_noti
     let pool = ordexa_store::connect(&db.url, 4).await?;
     ordexa_store::migrate(&pool).await?;
     let prefix = format!("{}.", kit::unique_name("relaywake"));
-    topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 1, 1).await?;
+    ordexa_topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, 1, 1).await?;
     let config = common::relay_config(&db.url, &prefix, 100, FALLBACK_POLL)?;
 
     // A writer in progress before the relay starts: it takes the lock shared, so it will not

@@ -6,6 +6,7 @@
 
 mod catalog;
 mod orders;
+pub mod outbox;
 pub mod trace;
 
 use std::time::Duration;

@@ -6,8 +6,8 @@
 //! what lets the relay keep per-order order.
 
 use ordexa_domain::{
-    Currency, DomainError, EVENT_SCHEMA_VERSION, FieldError, ItemRequest, Order, OrderEvent, OrderId, OrderItem,
-    OrderStatus, ShippingAddress, Sku, Transition, now_micros, price_items,
+    Currency, DomainError, FieldError, ItemRequest, Order, OrderEvent, OrderId, OrderItem, OrderStatus,
+    ShippingAddress, Sku, Transition, now_micros, price_items,
 };
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -193,25 +193,6 @@ async fn insert_items(conn: &mut PgConnection, order: &Order) -> Result<()> {
     Ok(())
 }
 
-/// The one outbox row of a command.
-async fn insert_outbox(conn: &mut PgConnection, event: &OrderEvent, traceparent: &str) -> Result<()> {
-    let payload = serde_json::to_string(event).map_err(|e| StoreError::CorruptRow(format!("event: {e}")))?;
-    sqlx::query(
-        "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, schema_version, payload, headers) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(event.event_id)
-    .bind(event.order_id.0)
-    .bind(event.version)
-    .bind(event.event_type.as_str())
-    .bind(i32::try_from(EVENT_SCHEMA_VERSION).unwrap_or(i32::MAX))
-    .bind(payload)
-    .bind(Json(serde_json::json!({ "traceparent": crate::trace::valid_or_new(traceparent) })))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 impl Store {
     /// Places an order: prices it from the catalog, writes it and its `order.created` event.
     ///
@@ -278,7 +259,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         insert_items(&mut tx, &order).await?;
-        insert_outbox(&mut tx, &OrderEvent::created(&order), &cmd.traceparent).await?;
+        crate::outbox::insert(&mut tx, &OrderEvent::created(&order), &cmd.traceparent).await?;
 
         let body = serde_json::to_string(&order).map_err(|e| StoreError::CorruptRow(format!("order: {e}")))?;
         if let Some(idem) = &cmd.idempotency {
@@ -350,7 +331,7 @@ impl Store {
             sqlx::query("DELETE FROM order_items WHERE order_id = $1").bind(order.id.0).execute(&mut *tx).await?;
             insert_items(&mut tx, &order).await?;
         }
-        insert_outbox(&mut tx, &OrderEvent::updated(&order), traceparent).await?;
+        crate::outbox::insert(&mut tx, &OrderEvent::updated(&order), traceparent).await?;
         tx.commit().await?;
         Ok(order)
     }

@@ -57,9 +57,47 @@ pub enum TopicOutcome {
     },
 }
 
+/// The topic prefix when none is configured (`ORDEXA_TOPIC_PREFIX`).
+pub const DEFAULT_PREFIX: &str = "ordexa.";
+
+/// The orders topic: `<prefix>orders`.
+pub fn orders_topic(prefix: &str) -> String {
+    format!("{prefix}orders")
+}
+
+/// The dead-letter topic of the orders topic: `<prefix>orders.dlq`.
+pub fn dlq_topic(prefix: &str) -> String {
+    format!("{prefix}orders.dlq")
+}
+
 /// The orders topic and its DLQ for `prefix`.
 pub fn topic_names(prefix: &str) -> [String; 2] {
-    [format!("{prefix}orders"), format!("{prefix}orders.dlq")]
+    [orders_topic(prefix), dlq_topic(prefix)]
+}
+
+/// Creates the orders topic and its DLQ with `partitions` each, or grows them to it; a shrink is
+/// an error, as the caller asked for something Kafka cannot do (`ordexa topics`, tests; the
+/// operator reports a shrink in its status instead).
+pub async fn ensure_topics(
+    bootstrap: &str,
+    prefix: &str,
+    partitions: i32,
+    replication_factor: i32,
+) -> Result<Vec<TopicOutcome>, TopicError> {
+    if partitions < 1 {
+        return Err(TopicError::InvalidPartitions(partitions));
+    }
+    let admin = Admin::connect(bootstrap, "ordexa-topics")?;
+    let mut outcomes = Vec::new();
+    for topic in topic_names(prefix) {
+        match admin.ensure(&topic, partitions, replication_factor).await? {
+            TopicOutcome::ShrinkRefused { topic, current, requested } => {
+                return Err(TopicError::WouldShrink { topic, current, requested });
+            }
+            outcome => outcomes.push(outcome),
+        }
+    }
+    Ok(outcomes)
 }
 
 /// A Kafka admin client.

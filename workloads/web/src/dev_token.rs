@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::problem::problem;
+use ordexa_platform::problem::Problem;
 
 /// How long a development token is valid.
 pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -21,7 +21,7 @@ pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const MAX_USER_CHARS: usize = 64;
 
 pub struct DevSignIn {
-    pub auth: Option<ordexa_api::Auth>,
+    pub auth: Option<ordexa_platform::auth::Hs256Tokens>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,21 +61,24 @@ pub fn check_user(user: &str) -> Result<(), String> {
 
 pub async fn mint(State(dev): State<Arc<DevSignIn>>, body: Result<Json<TokenRequest>, JsonRejection>) -> Response {
     let Some(auth) = &dev.auth else {
-        return problem(StatusCode::NOT_FOUND, "not-found", "Not found", "development sign-in is disabled");
+        return Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "development sign-in is disabled")
+            .into_response();
     };
     let Json(request) = match body {
         Ok(body) => body,
         Err(rejection) => {
-            return problem(
+            return Problem::new(
                 StatusCode::BAD_REQUEST,
                 "bad-request",
                 "Malformed request",
                 format!("expected {{\"user\": \"…\", \"admin\": false}}: {}", rejection.body_text()),
-            );
+            )
+            .into_response();
         }
     };
     if let Err(why) = check_user(&request.user) {
-        return problem(StatusCode::UNPROCESSABLE_ENTITY, "validation", "The request is not valid", why);
+        return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "The request is not valid", why)
+            .into_response();
     }
     match auth.mint(&request.user, request.admin, DEV_TOKEN_TTL) {
         Ok(token) => {
@@ -86,7 +89,8 @@ pub async fn mint(State(dev): State<Arc<DevSignIn>>, body: Result<Json<TokenRequ
         }
         Err(err) => {
             tracing::error!(error = %err, "cannot mint a development token");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "cannot mint a token")
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "cannot mint a token")
+                .into_response()
         }
     }
 }

@@ -9,7 +9,6 @@
 
 pub mod assets;
 pub mod dev_token;
-pub mod problem;
 pub mod proxy;
 
 use std::future::Future;
@@ -32,7 +31,7 @@ pub enum WebError {
     #[error("--dev-sign-in needs the JWT secret: set --jwt-secret or ORDEXA_JWT_SECRET")]
     DevSignInWithoutSecret,
     #[error("--dev-sign-in cannot use the JWT secret: {0}")]
-    DevSignIn(#[from] ordexa_api::auth::AuthConfigError),
+    DevSignIn(#[from] ordexa_platform::auth::TokenConfigError),
 }
 
 /// What the web role is configured with.
@@ -43,7 +42,7 @@ pub struct WebConfig {
     pub api_upstream: String,
     /// Signs development tokens when development sign-in is enabled; `None` keeps
     /// `/dev/token` answering 404.
-    pub dev_sign_in: Option<ordexa_api::Auth>,
+    pub dev_sign_in: Option<ordexa_platform::auth::Hs256Tokens>,
 }
 
 /// Checks the configuration and builds every route.

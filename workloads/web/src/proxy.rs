@@ -11,14 +11,14 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use axum::http::{StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 
 use crate::WebError;
-use crate::problem::problem;
+use ordexa_platform::problem::Problem;
 
 /// How long connecting to the API may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -142,7 +142,13 @@ pub async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Respo
     let uri = match proxy.upstream.uri_for(parts.uri.path_and_query()) {
         Ok(uri) => uri,
         Err(err) => {
-            return problem(StatusCode::BAD_REQUEST, "bad-request", "Malformed request", format!("bad path: {err}"));
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Malformed request",
+                format!("bad path: {err}"),
+            )
+            .into_response();
         }
     };
     strip_hop_by_hop(&mut parts.headers);
@@ -168,17 +174,18 @@ pub async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Respo
             } else {
                 format!("the API at {origin} closed the connection before answering")
             };
-            problem(StatusCode::BAD_GATEWAY, "bad-gateway", "The API is unavailable", detail)
+            Problem::new(StatusCode::BAD_GATEWAY, "bad-gateway", "The API is unavailable", detail).into_response()
         }
         Err(_) => {
             let origin = proxy.upstream.origin();
             tracing::warn!(upstream = %origin, "the API did not answer in time");
-            problem(
+            Problem::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "gateway-timeout",
                 "The API did not answer in time",
                 format!("the API at {origin} did not answer within {}s", RESPONSE_TIMEOUT.as_secs()),
             )
+            .into_response()
         }
     }
 }

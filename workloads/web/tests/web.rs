@@ -132,7 +132,8 @@ async fn web(
     api_upstream: String,
     dev_sign_in: bool,
 ) -> Result<SocketAddr, Box<dyn std::error::Error>> {
-    let dev_sign_in = if dev_sign_in { Some(ordexa_api::Auth::new(SECRET.as_bytes())?) } else { None };
+    let dev_sign_in =
+        if dev_sign_in { Some(ordexa_platform::auth::Hs256Tokens::new(SECRET.as_bytes())?) } else { None };
     let app = ordexa_web::router(WebConfig { assets_dir: assets.dir.clone(), api_upstream, dev_sign_in })?;
     Ok(spawn(app).await?)
 }
@@ -319,7 +320,7 @@ async fn dev_sign_in_mints_tokens_the_api_accepts() -> TestResult {
     let assets = Assets::new()?;
     let web = web(&assets, "http://127.0.0.1:9".to_owned(), true).await?;
     let client = client()?;
-    let auth = ordexa_api::Auth::new(SECRET.as_bytes())?;
+    let auth = ordexa_platform::auth::Hs256Tokens::new(SECRET.as_bytes())?;
 
     let config: serde_json::Value = client.get(format!("http://{web}/config.json")).send().await?.json().await?;
     assert_eq!(config, serde_json::json!({"dev_sign_in": true}));
@@ -335,7 +336,7 @@ async fn dev_sign_in_mints_tokens_the_api_accepts() -> TestResult {
         let body: serde_json::Value = response.json().await?;
         let token = body["token"].as_str().ok_or("no token in the answer")?;
         let actor = auth.verify(token).map_err(|e| format!("the API refuses the token: {e}"))?;
-        assert_eq!(actor.user_id, user);
+        assert_eq!(actor.subject, user);
         assert_eq!(actor.is_admin, admin);
     }
 

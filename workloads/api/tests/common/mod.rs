@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordexa_api::{AppState, Auth};
-use ordexa_runtime::{Health, Shutdown, ShutdownTrigger};
+use ordexa_api::AppState;
+use ordexa_platform::auth::Hs256Tokens;
+use ordexa_platform::{Health, Shutdown, ShutdownTrigger};
 use ordexa_store::Store;
 use ordexa_testkit as kit;
 use reqwest::{Method, RequestBuilder, Response};
@@ -20,7 +21,7 @@ pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret";
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    pub auth: Auth,
+    pub auth: Hs256Tokens,
     pub pool: PgPool,
     pub reads: Arc<ordexa_readmodel::ReadModel>,
     admin_pool: PgPool,
@@ -56,12 +57,12 @@ impl TestApp {
         ordexa_store::migrate(&pool).await?;
         let store = Store::new(pool.clone());
         store.seed_dev_catalog().await?;
-        let auth = Auth::new(SECRET)?;
+        let auth = Hs256Tokens::new(SECRET)?;
 
         let bootstrap = kit::kafka_bootstrap()?;
         let prefix = format!("{}.", kit::unique_name("apitest"));
-        ordexa_relay::topics::ensure_topics(&bootstrap, &prefix, 3, 1).await?;
-        let topic = ordexa_domain::topic_name(&prefix);
+        ordexa_topics::ensure_topics(&bootstrap, &prefix, 3, 1).await?;
+        let topic = ordexa_topics::orders_topic(&prefix);
         let keyspace = kit::unique_name("ordexa_test");
         let session = ordexa_readmodel::connect(&kit::cassandra_nodes()?).await?;
         ordexa_readmodel::apply_schema(&session, &keyspace, &ordexa_readmodel::Replication::Simple(1)).await?;

@@ -25,12 +25,12 @@ impl World {
         let store = Store::new(pool);
         store.seed_dev_catalog().await?;
         let prefix = format!("{}.", kit::unique_name("relaytest"));
-        ordexa_relay::topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, partitions, 1).await?;
+        ordexa_topics::ensure_topics(&kit::kafka_bootstrap()?, &prefix, partitions, 1).await?;
         Ok(World { db, store, prefix })
     }
 
     pub fn topic(&self) -> String {
-        ordexa_domain::topic_name(&self.prefix)
+        ordexa_topics::orders_topic(&self.prefix)
     }
 
     pub async fn outbox_len(&self) -> Result<i64, Failure> {
@@ -170,4 +170,43 @@ fn terminate(mut child: Child) -> Result<(), Failure> {
     }
     child.kill()?;
     Err("relay did not stop within 20 s of SIGTERM".into())
+}
+
+/// A fresh keyspace with the read model's current schema, for projector processes.
+pub async fn read_model_keyspace() -> Result<(String, ordexa_readmodel::ReadModel), Failure> {
+    let keyspace = kit::unique_name("ordexatest");
+    let session = ordexa_readmodel::connect(&kit::cassandra_nodes()?).await?;
+    ordexa_readmodel::apply_schema(&session, &keyspace, &ordexa_readmodel::Replication::Simple(1)).await?;
+    let model = ordexa_readmodel::ReadModel::new(session, &keyspace).await?;
+    Ok((keyspace, model))
+}
+
+/// Starts an `ordexa projector` for this world, writing into `keyspace`.
+pub fn spawn_projector(world: &World, keyspace: &str, http_port: u16) -> Result<Relay, Failure> {
+    Ok(Relay(Some(
+        Command::new(env!("CARGO_BIN_EXE_ordexa"))
+            .arg("projector")
+            .env("ORDEXA_KAFKA_BOOTSTRAP", kit::kafka_bootstrap()?)
+            .env("ORDEXA_TOPIC_PREFIX", &world.prefix)
+            .env("ORDEXA_CASSANDRA_NODES", kit::cassandra_nodes()?.join(","))
+            .env("ORDEXA_CASSANDRA_KEYSPACE", keyspace)
+            .env("ORDEXA_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+            .env(
+                "RUST_LOG",
+                std::env::var("ORDEXA_TEST_PROJECTOR_LOG").unwrap_or_else(|_| "error,ordexa_projector=info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?,
+    )))
+}
+
+/// Runs `infra/<server>.sh <action>` (start, stop, kill).
+pub fn server_script(server: &str, action: &str) -> kit::TestResult {
+    let script = format!("{}/../../infra/{server}.sh", env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("bash").arg(script).arg(action).status()?;
+    if !status.success() {
+        return Err(format!("infra/{server}.sh {action} failed: {status}").into());
+    }
+    Ok(())
 }

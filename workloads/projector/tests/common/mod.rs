@@ -12,9 +12,9 @@ use ordexa_domain::{
     Currency, ItemRequest, Order, OrderEvent, OrderId, OrderStatus, Product, ShippingAddress, Sku, Transition,
     price_items,
 };
+use ordexa_platform::{Health, Shutdown, ShutdownTrigger};
 use ordexa_projector::ProjectorConfig;
 use ordexa_readmodel::{ReadModel, Replication};
-use ordexa_runtime::{Health, Shutdown, ShutdownTrigger};
 use ordexa_testkit::{self as kit, Failure};
 use rand::Rng;
 use rand::seq::IndexedRandom;
@@ -31,16 +31,16 @@ impl World {
     pub async fn new(partitions: i32) -> Result<World, Failure> {
         let prefix = format!("{}.", kit::unique_name("projtest"));
         let bootstrap = kit::kafka_bootstrap()?;
-        ordexa_relay::topics::ensure_topics(&bootstrap, &prefix, partitions, 1).await?;
+        ordexa_topics::ensure_topics(&bootstrap, &prefix, partitions, 1).await?;
         Ok(World { prefix, bootstrap, keyspaces: Vec::new() })
     }
 
     pub fn topic(&self) -> String {
-        ordexa_domain::topic_name(&self.prefix)
+        ordexa_topics::orders_topic(&self.prefix)
     }
 
     pub fn dlq_topic(&self) -> String {
-        ordexa_domain::dlq_topic_name(&self.prefix)
+        ordexa_topics::dlq_topic(&self.prefix)
     }
 
     /// An empty keyspace with the current schema, dropped by [`World::finish`].
