@@ -40,11 +40,18 @@ if [[ ${#missing[@]} -gt 0 && -n ${missing[0]} ]]; then
 fi
 
 # Python tools the tests call, in a virtualenv kept in the cache: an independent OpenAPI 3.1
-# validator for the API's generated document.
+# validator for the API's generated document, and schemathesis, which tests the API against
+# that document (workloads/api/schemathesis/run.sh). schemathesis is pinned: a new release may
+# bring new checks, which should arrive by a change here, not by surprise in `make test`.
+SCHEMATHESIS_VERSION=4.32.5
 venv=$ORDEXA_CACHE_DIR/venv
 if [[ ! -x $venv/bin/openapi-spec-validator ]]; then
   info "installing openapi-spec-validator from PyPI into $venv"
   rm -rf "$venv"
   python3 -m venv "$venv" || die "python3 -m venv failed; install Debian's python3-venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'openapi-spec-validator>=0.7' || die "pip install openapi-spec-validator failed"
+fi
+if [[ $("$venv/bin/schemathesis" --version 2>/dev/null || true) != *" $SCHEMATHESIS_VERSION" ]]; then
+  info "installing schemathesis $SCHEMATHESIS_VERSION from PyPI into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" || die "pip install schemathesis failed"
 fi

@@ -12,6 +12,8 @@ export interface HumanProblem {
   /** Field problems, labelled for people ("Postal code: must not be empty"). */
   fields: string[];
   status: number;
+  /** The problem type's slug, when the API named one (`read-model-unavailable`, `validation`, …). */
+  kind?: string;
 }
 
 const FIELD_LABELS: Record<string, string> = {
@@ -40,6 +42,14 @@ export function fieldLabel(pointer: string): string {
   return itemIndex !== null && last !== parts[1] ? `Item ${itemIndex + 1}: ${label}` : label;
 }
 
+/** The problem type's slug: `https://ordexa.io/problems/read-model-unavailable` → `read-model-unavailable`. */
+export function problemKind(problem: Problem): string | undefined {
+  return problem.type?.split('/').at(-1) || undefined;
+}
+
+/** Orders cannot be read (the read model is down), while placing, changing and cancelling them still works. */
+export const READ_MODEL_UNAVAILABLE = 'read-model-unavailable';
+
 function sentence(text: string): string {
   const trimmed = text.trim();
   if (!trimmed) return trimmed;
@@ -50,7 +60,13 @@ function sentence(text: string): string {
 export function humanize(problem: Problem): HumanProblem {
   const fields = (problem.errors ?? []).map((e) => `${fieldLabel(e.field)}: ${e.message}`);
   const detail = problem.detail ? sentence(problem.detail) : '';
-  const make = (title: string, advice: string): HumanProblem => ({ title, advice, fields, status: problem.status });
+  const make = (title: string, advice: string): HumanProblem => ({ title, advice, fields, status: problem.status, kind: problemKind(problem) });
+  if (problemKind(problem) === READ_MODEL_UNAVAILABLE) {
+    return make(
+      'Orders cannot be shown right now.',
+      'Your orders are safe, and placing, changing and cancelling orders still works. This page updates by itself once orders can be shown again.',
+    );
+  }
   switch (problem.status) {
     case NETWORK_PROBLEM_STATUS:
       return make('We could not reach Ordexa.', 'Check your connection, then try again.');

@@ -12,7 +12,7 @@ export function ProblemMessage({ problem, focus = false, onRetry }: { problem: H
   }, [problem, focus]);
   if (!problem) return null;
   return (
-    <div className="problem" role="alert" tabIndex={-1} ref={ref} data-status={problem.status}>
+    <div className="problem" role="alert" tabIndex={-1} ref={ref} data-status={problem.status} data-kind={problem.kind}>
       <p className="problem-title">{problem.title}</p>
       {problem.advice && <p>{problem.advice}</p>}
       {problem.fields.length > 0 && (

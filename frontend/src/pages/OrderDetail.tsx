@@ -76,6 +76,8 @@ export function OrderDetail({ id, minVersion, placed }: { id: string; minVersion
     return (
       <section aria-labelledby="order-title">
         <h1 id="order-title">Order</h1>
+        {/* The order was committed before we came here: say so even when it cannot be shown yet. */}
+        {placed && problem && <p className="notice" role="status">Thank you! Your order was placed.</p>}
         <ProblemMessage problem={problem} onRetry={() => load()} />
         {!problem && <div className="skeleton block-skeleton" aria-busy="true" />}
       </section>

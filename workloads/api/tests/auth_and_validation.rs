@@ -268,3 +268,91 @@ async fn health_readiness_metrics_and_openapi_are_served() -> TestResult {
     );
     app.finish().await
 }
+
+#[tokio::test]
+async fn every_rejection_is_a_problem_including_the_ones_axum_would_make() -> TestResult {
+    let app = TestApp::start().await?;
+    let order = app.place_order("alice").await?;
+    let path = format!("/api/v1/orders/{}", order["id"].as_str().unwrap_or_default());
+    // Query strings the typed extractors used to refuse in plain text, and values outside the
+    // documented bounds: 422 naming the parameter.
+    for (query, field) in [
+        ("/api/v1/orders?limit=-1", "/limit"),
+        ("/api/v1/orders?limit=abc", "/limit"),
+        ("/api/v1/orders?limit=", "/limit"),
+        ("/api/v1/orders?page_token=not+base64!", "/page_token"),
+        (&format!("{path}?min_version=9223372036854775808"), "/min_version"),
+        (&format!("{path}?min_version=2147483648"), "/min_version"),
+        (&format!("{path}?min_version=0"), "/min_version"),
+    ] {
+        let problem = expect_problem(app.request(Method::GET, query, "alice").send().await?, 422)
+            .await
+            .map_err(|e| format!("{query}: {e:?}"))?;
+        assert_eq!(problem["errors"][0]["field"], field, "{query}: {problem}");
+    }
+    // A path segment that is no order id, in any of the forms the document does not name.
+    for id in ["not-a-uuid", "0191a7c27e1b70008000000000000001", "%FF%FE"] {
+        expect_problem(app.request(Method::GET, &format!("/api/v1/orders/{id}"), "alice").send().await?, 400).await?;
+    }
+    expect_problem(app.admin_request(Method::PUT, "/api/v1/products/bad%20sku").json(&order_body()).send().await?, 400)
+        .await?;
+    // Unknown routes, inside and outside the API, and methods a route does not take.
+    expect_problem(app.request(Method::GET, "/nothing-here", "alice").send().await?, 404).await?;
+    expect_problem(app.request(Method::GET, "/api/v1/orders/x/y/z", "alice").send().await?, 404).await?;
+    let response = app.request(Method::DELETE, "/api/v1/orders", "alice").send().await?;
+    let allow = response.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    expect_problem(response, 405).await?;
+    assert!(allow.contains("GET") && allow.contains("POST"), "Allow: {allow}");
+    // A body that is not JSON, too large, or JSON of the wrong shape.
+    let create = || app.request(Method::POST, "/api/v1/orders", "alice");
+    expect_problem(create().send().await?, 415).await?;
+    expect_problem(create().header("content-type", "application/json").body("[").send().await?, 400).await?;
+    expect_problem(create().header("content-type", "application/json").body("[]").send().await?, 422).await?;
+    // null is not a value of a field the document says is an object.
+    let null_address = json!({"shipping_address": null});
+    let problem =
+        expect_problem(app.request(Method::PATCH, &path, "alice").json(&null_address).send().await?, 422).await?;
+    assert_eq!(problem["errors"][0]["field"], "/shipping_address", "{problem}");
+    // Text PostgreSQL cannot store is refused as invalid, never looked up (which failed with a 500).
+    let nul = json!({"items": [{"sku": "MUG\u{0}CERAMIC", "quantity": 1}], "shipping_address": address()});
+    expect_problem(create().json(&nul).send().await?, 422).await?;
+    // JSON does not tell 2 from 2.0.
+    let body = json!({"items": [{"sku": "MUG-CERAMIC", "quantity": 2.0}], "shipping_address": address()});
+    expect_status(create().json(&body).send().await?, 201).await?;
+    // A weak or empty If-Match never matches, but only a request that is otherwise valid learns it.
+    let weak = |body: Value| app.request(Method::PATCH, &path, "alice").header("If-Match", "W/\"1\"").json(&body);
+    expect_problem(weak(json!({"shipping_address": address()})).send().await?, 412).await?;
+    expect_problem(weak(json!({"items": [{"sku": "MUG-CERAMIC", "quantity": 0}]})).send().await?, 422).await?;
+    let empty = app.request(Method::POST, &format!("{path}/cancel"), "alice").header("If-Match", "");
+    expect_problem(empty.send().await?, 412).await?;
+    app.finish().await
+}
+
+#[tokio::test]
+async fn rules_the_document_cannot_state_have_problem_types_of_their_own() -> TestResult {
+    let app = TestApp::start().await?;
+    let kind = |problem: &Value| problem["type"].as_str().unwrap_or_default().rsplit('/').next().map(str::to_owned);
+    let create = |body: Value| app.request(Method::POST, "/api/v1/orders", "alice").json(&body);
+    let with_items = |items: Value| json!({"items": items, "shipping_address": address()});
+    for (items, expected) in [
+        (json!([{"sku": "NO-SUCH-SKU", "quantity": 1}]), "unknown-sku"),
+        (json!([{"sku": "MUG-CERAMIC", "quantity": 1}, {"sku": "MUG-CERAMIC", "quantity": 1}]), "duplicate-sku"),
+        (json!([{"sku": "MUG-CERAMIC", "quantity": 0}]), "validation"),
+    ] {
+        let problem = expect_problem(create(with_items(items)).send().await?, 422).await?;
+        assert_eq!(kind(&problem).as_deref(), Some(expected), "{problem}");
+    }
+    let reused = |body: Value| create(body).header("Idempotency-Key", "same-key");
+    expect_status(reused(order_body()).send().await?, 201).await?;
+    let other = with_items(json!([{"sku": "MUG-CERAMIC", "quantity": 5}]));
+    let problem = expect_problem(reused(other).send().await?, 422).await?;
+    assert_eq!(kind(&problem).as_deref(), Some("idempotency-key-reused"));
+    let product = json!({"sku": "OTHER", "name": "x", "unit_price": 5, "currency": "EUR"});
+    let problem = expect_problem(
+        app.admin_request(Method::PUT, "/api/v1/products/MUG-CERAMIC").json(&product).send().await?,
+        422,
+    )
+    .await?;
+    assert_eq!(kind(&problem).as_deref(), Some("sku-mismatch"));
+    app.finish().await
+}

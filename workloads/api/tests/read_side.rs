@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestApp, address, expect_problem, expect_status};
+use common::{Options, TestApp, address, expect_problem, expect_status};
 use ordexa_testkit::TestResult;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -135,28 +135,35 @@ async fn status_lists_page_newest_first_with_tokens() -> TestResult {
             .await?;
     let pending_token = first["next_page_token"].as_str().unwrap_or_default();
     let path = format!("/api/v1/orders?status=SHIPPED&page_token={pending_token}");
-    expect_problem(app.admin_request(Method::GET, &path).send().await?, 400).await?;
+    let problem = expect_problem(app.admin_request(Method::GET, &path).send().await?, 422).await?;
+    assert_eq!(problem["type"], "https://ordexa.io/problems/invalid-page-token");
+    // Nor another user's list.
+    let mine: Value = expect_status(app.request(Method::GET, "/api/v1/orders?limit=1", "alice").send().await?, 200)
+        .await?
+        .json()
+        .await?;
+    assert!(mine["next_page_token"].is_null(), "alice has one order: {mine}");
+    let path = format!("/api/v1/orders?page_token={pending_token}");
+    expect_problem(app.request(Method::GET, &path, "alice").send().await?, 422).await?;
     app.finish().await
 }
 
 #[tokio::test]
-async fn a_version_that_never_arrives_is_a_clear_503_after_the_bounded_wait() -> TestResult {
-    let app = TestApp::start_with_read_wait(Duration::from_millis(600)).await?;
+async fn a_version_the_order_never_reached_is_a_409_at_once() -> TestResult {
+    let app = TestApp::start_with_read_wait(Duration::from_secs(5)).await?;
     let order = app.place_order("alice").await?;
     let id = order["id"].as_str().unwrap_or_default().to_owned();
     app.projected(&id, 1).await?;
 
     let started = Instant::now();
     let response = app.request(Method::GET, &format!("/api/v1/orders/{id}?min_version=5"), "alice").send().await?;
-    let waited = started.elapsed();
-    assert_eq!(response.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
-    let problem = expect_problem(response, 503).await?;
-    assert_eq!(problem["type"], "https://ordexa.io/problems/projection-behind");
+    let problem = expect_problem(response, 409).await?;
+    assert!(started.elapsed() < Duration::from_secs(2), "answered after {:?}: it waited", started.elapsed());
+    assert_eq!(problem["type"], "https://ordexa.io/problems/version-ahead");
     let detail = problem["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("version 1") && detail.contains("version 5"), "{detail}");
-    assert!(waited >= Duration::from_millis(500), "answered after {waited:?}, before the wait was over");
 
-    // Someone else's order is not found, whatever version is asked for: no 503 leaks it.
+    // Someone else's order is not found, whatever version is asked for: no 409 leaks it.
     expect_problem(app.request(Method::GET, &format!("/api/v1/orders/{id}?min_version=5"), "bob").send().await?, 404)
         .await?;
     expect_problem(
@@ -166,5 +173,46 @@ async fn a_version_that_never_arrives_is_a_clear_503_after_the_bounded_wait() ->
         404,
     )
     .await?;
+    app.finish().await
+}
+
+#[tokio::test]
+async fn a_committed_version_that_is_not_projected_in_time_is_a_clear_503_after_the_bounded_wait() -> TestResult {
+    // No relay and no projector: what is committed never reaches the read model.
+    let options = Options { read_wait: Duration::from_millis(600), pipeline: false, ..Options::default() };
+    let app = TestApp::start_with(options).await?;
+    let order = app.place_order("alice").await?;
+    let id = order["id"].as_str().unwrap_or_default().to_owned();
+
+    let started = Instant::now();
+    let response = app.request(Method::GET, &format!("/api/v1/orders/{id}?min_version=1"), "alice").send().await?;
+    let waited = started.elapsed();
+    assert_eq!(response.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
+    let problem = expect_problem(response, 503).await?;
+    assert_eq!(problem["type"], "https://ordexa.io/problems/projection-behind");
+    assert!(waited >= Duration::from_millis(500), "answered after {waited:?}, before the wait was over");
+    app.finish().await
+}
+
+#[tokio::test]
+async fn with_cassandra_unreachable_from_the_start_commands_work_and_reads_are_a_quick_503() -> TestResult {
+    // Nothing listens on a port the OS just handed out and took back.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let options = Options { read_model_nodes: Some(vec![closed.to_string()]), ..Options::default() };
+    let app = TestApp::start_with(options).await?;
+
+    let ready = app.client.get(format!("{}/readyz", app.base)).send().await?;
+    expect_status(ready, 200).await?;
+    let order = app.place_order("alice").await?;
+    let id = order["id"].as_str().unwrap_or_default().to_owned();
+    for path in [format!("/api/v1/orders/{id}?min_version=1"), "/api/v1/orders".to_owned()] {
+        let started = Instant::now();
+        let problem = expect_problem(app.request(Method::GET, &path, "alice").send().await?, 503).await?;
+        assert_eq!(problem["type"], "https://ordexa.io/problems/read-model-unavailable", "{path}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{path} answered after {:?}", started.elapsed());
+    }
+    let cancelled = app.request(Method::POST, &format!("/api/v1/orders/{id}/cancel"), "alice").send().await?;
+    let cancelled: Value = expect_status(cancelled, 200).await?.json().await?;
+    assert_eq!(cancelled["status"], "CANCELLED");
     app.finish().await
 }

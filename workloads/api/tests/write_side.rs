@@ -290,7 +290,8 @@ async fn the_caller_lists_only_their_own_orders_newest_first_in_pages() -> TestR
         .await?;
     let alice_token = page["next_page_token"].as_str().unwrap_or_default();
     let response = app.request(Method::GET, &format!("/api/v1/orders?page_token={alice_token}"), "bob").send().await?;
-    expect_problem(response, 400).await?;
+    let problem = expect_problem(response, 422).await?;
+    assert_eq!(problem["type"], "https://ordexa.io/problems/invalid-page-token");
 
     // Staff list by status; customers may not.
     expect_problem(app.request(Method::GET, "/api/v1/orders?status=PENDING", "alice").send().await?, 403).await?;
@@ -325,5 +326,49 @@ async fn migrations_run_concurrently_from_several_processes_apply_once() -> Test
         pool.close().await;
     }
     app.drop_database(&database).await?;
+    app.finish().await
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_purged_after_their_age_and_counted() -> TestResult {
+    let app = TestApp::start().await?;
+    let create = |key: &str| app.request(Method::POST, "/api/v1/orders", "alice").header("Idempotency-Key", key);
+    let first: Value = expect_status(create("old-key").json(&order_body()).send().await?, 201).await?.json().await?;
+    expect_status(create("new-key").json(&order_body()).send().await?, 201).await?;
+    // "old-key" was used two days ago.
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '2 days' WHERE key = 'old-key'")
+        .execute(&app.pool)
+        .await?;
+
+    let (stop, shutdown) = ordexa_platform::Shutdown::new();
+    let purge = ordexa_api::IdempotencyPurge {
+        store: ordexa_store::Store::new(app.pool.clone()),
+        max_age: std::time::Duration::from_secs(24 * 60 * 60),
+        every: std::time::Duration::from_millis(100),
+        batch_size: 10,
+    };
+    let task = tokio::spawn(purge.run(shutdown));
+    let started = std::time::Instant::now();
+    while app.count("idempotency_keys").await? > 1 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the old key was not purged");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.fire();
+    task.await?;
+    let left: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys").fetch_all(&app.pool).await?;
+    assert_eq!(left, ["new-key"]);
+
+    // The metric counts it (the API's /metrics renders the process's registry).
+    let metrics =
+        expect_status(app.client.get(format!("{}/metrics", app.base)).send().await?, 200).await?.text().await?;
+    let purged = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ordexa_idempotency_keys_purged_total "))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(purged.is_some_and(|n| n >= 1), "ordexa_idempotency_keys_purged_total missing or 0 in:\n{metrics}");
+
+    // A retry after the purge is a new request: a new order, not the first response.
+    let again: Value = expect_status(create("old-key").json(&order_body()).send().await?, 201).await?.json().await?;
+    assert_ne!(again["id"], first["id"]);
     app.finish().await
 }

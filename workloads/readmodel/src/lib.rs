@@ -22,6 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
 use ordexa_domain::{Order, OrderEvent, OrderId, OrderStatus, Transition};
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::prepared::PreparedStatement;
@@ -91,14 +92,65 @@ impl From<scylla::errors::MaybeFirstRowError> for ReadModelError {
     }
 }
 
+impl ReadModelError {
+    /// Whether Cassandra could not be reached or did not answer in time (a node down, a
+    /// connection broken, a timeout, too few replicas): an outage to wait out, not a defect.
+    pub fn is_unavailable(&self) -> bool {
+        use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+        match self {
+            ReadModelError::Connect { .. } | ReadModelError::SchemaAgreement(_) => true,
+            ReadModelError::Execute(err) => match err.as_ref() {
+                ExecutionError::ConnectionPoolError(_)
+                | ExecutionError::RequestTimeout(_)
+                | ExecutionError::EmptyPlan
+                | ExecutionError::UseKeyspaceError(_)
+                | ExecutionError::SchemaAgreementError(_)
+                | ExecutionError::MetadataError(_) => true,
+                ExecutionError::LastAttemptError(attempt) => match attempt {
+                    RequestAttemptError::BrokenConnectionError(_) | RequestAttemptError::UnableToAllocStreamId => true,
+                    RequestAttemptError::DbError(db, _) => matches!(
+                        db,
+                        DbError::Unavailable { .. }
+                            | DbError::Overloaded
+                            | DbError::IsBootstrapping
+                            | DbError::ReadTimeout { .. }
+                            | DbError::WriteTimeout { .. }
+                            | DbError::ReadFailure { .. }
+                            | DbError::WriteFailure { .. }
+                            | DbError::RateLimitReached { .. }
+                    ),
+                    _ => false,
+                },
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// The driver's request timeout of sessions opened with [`connect`]: its own default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Opens a session to `nodes` (`host:port`, …).
 pub async fn connect(nodes: &[String]) -> Result<Session, ReadModelError> {
+    connect_with_request_timeout(nodes, DEFAULT_REQUEST_TIMEOUT).await
+}
+
+/// Opens a session to `nodes` whose requests fail with a timeout after `request_timeout`
+/// (retries included), so a caller waiting on a node that stopped answering gives up in
+/// bounded time.
+pub async fn connect_with_request_timeout(
+    nodes: &[String],
+    request_timeout: Duration,
+) -> Result<Session, ReadModelError> {
     if nodes.is_empty() {
         return Err(ReadModelError::Config("no Cassandra nodes given".to_owned()));
     }
+    let profile = ExecutionProfile::builder().request_timeout(Some(request_timeout)).build();
     SessionBuilder::new()
         .known_nodes(nodes)
         .connection_timeout(Duration::from_secs(5))
+        .default_execution_profile_handle(profile.into_handle())
         .build()
         .await
         .map_err(|source| ReadModelError::Connect { nodes: nodes.join(","), source: Box::new(source) })

@@ -40,15 +40,46 @@ pub struct CommittedEvent {
     pub traceparent: Option<String>,
 }
 
+/// How a [`TestApp`] is started; [`TestApp::start`] takes the defaults.
+pub struct Options {
+    /// The longest a read waits for the projection.
+    pub read_wait: Duration,
+    /// The API's request limits.
+    pub limits: ordexa_api::Limits,
+    /// Run the relay and the projector (without them, nothing committed is ever projected).
+    pub pipeline: bool,
+    /// The Cassandra nodes the API reads from, when not the real ones (an address where no
+    /// Cassandra answers: the read side starts unconnected and keeps trying).
+    pub read_model_nodes: Option<Vec<String>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            read_wait: Duration::from_secs(10),
+            // Tests of other things must not fail because a loaded machine (a Cassandra warming
+            // up after the outage test, parallel builds) makes a burst of commands take longer
+            // than the production default: the limits have tests of their own.
+            limits: ordexa_api::Limits { request_timeout: Duration::from_secs(60), ..ordexa_api::Limits::default() },
+            pipeline: true,
+            read_model_nodes: None,
+        }
+    }
+}
+
 impl TestApp {
     /// A fresh database (migrated, with the development catalog), topics and keyspace, a relay
     /// and a projector, and an API serving them on an ephemeral port.
     pub async fn start() -> Result<TestApp, kit::Failure> {
-        Self::start_with_read_wait(Duration::from_secs(10)).await
+        Self::start_with(Options::default()).await
     }
 
     /// [`TestApp::start`], with reads waiting at most `read_wait` for the projection.
     pub async fn start_with_read_wait(read_wait: Duration) -> Result<TestApp, kit::Failure> {
+        Self::start_with(Options { read_wait, ..Options::default() }).await
+    }
+
+    pub async fn start_with(options: Options) -> Result<TestApp, kit::Failure> {
         let admin_pool = kit::postgres().await?;
         let database = kit::unique_name("ordexa_test");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).execute(&admin_pool).await?;
@@ -68,27 +99,41 @@ impl TestApp {
         ordexa_readmodel::apply_schema(&session, &keyspace, &ordexa_readmodel::Replication::Simple(1)).await?;
         let reads = Arc::new(ordexa_readmodel::ReadModel::new(session, &keyspace).await?);
         let (stop_pipeline, shutdown) = Shutdown::new();
-        let relay = ordexa_relay::RelayConfig {
-            database_url: url.clone(),
-            kafka_bootstrap: bootstrap.clone(),
-            topic_prefix: prefix.clone(),
-            batch_size: 1000,
-            poll_interval: Duration::from_millis(500),
-            batches_in_flight: 4,
-            vacuum_every: ordexa_relay::DEFAULT_VACUUM_EVERY,
-        };
-        tokio::spawn(ordexa_relay::run(relay, Health::new("starting"), shutdown.clone()));
-        let projector = ordexa_projector::ProjectorConfig {
-            kafka_bootstrap: bootstrap,
-            group_id: ordexa_projector::ProjectorConfig::default_group(&prefix),
-            topic_prefix: prefix,
-            batch_size: 500,
-            concurrency: 64,
-        };
-        tokio::spawn(ordexa_projector::run(projector, reads.clone(), Health::new("starting"), shutdown));
+        if options.pipeline {
+            let relay = ordexa_relay::RelayConfig {
+                database_url: url.clone(),
+                kafka_bootstrap: bootstrap.clone(),
+                topic_prefix: prefix.clone(),
+                batch_size: 1000,
+                poll_interval: Duration::from_millis(500),
+                batches_in_flight: 4,
+                vacuum_every: ordexa_relay::DEFAULT_VACUUM_EVERY,
+                transactional_id: None,
+            };
+            tokio::spawn(ordexa_relay::run(relay, Health::new("starting"), shutdown.clone()));
+            let projector = ordexa_projector::ProjectorConfig {
+                kafka_bootstrap: bootstrap,
+                group_id: ordexa_projector::ProjectorConfig::default_group(&prefix),
+                topic_prefix: prefix,
+                batch_size: 500,
+                concurrency: 64,
+            };
+            tokio::spawn(ordexa_projector::run(projector, reads.clone(), Health::new("starting"), shutdown.clone()));
+        }
 
-        let state = AppState::new(store, reads.clone(), auth.clone()).with_read_wait(read_wait);
-        let app = ordexa_api::router(state, ordexa_api::DEFAULT_BODY_LIMIT);
+        // The API reads through a session of its own, as `ordexa api` does: its requests time
+        // out after the API's read-model timeout.
+        let target = ordexa_api::ReadModelTarget {
+            nodes: match options.read_model_nodes {
+                Some(nodes) => nodes,
+                None => kit::cassandra_nodes()?,
+            },
+            keyspace: keyspace.clone(),
+            request_timeout: ordexa_api::DEFAULT_READ_MODEL_TIMEOUT,
+        };
+        let read_side = ordexa_api::ReadSide::connect_in_background(target, shutdown).await;
+        let state = AppState::with_read_side(store, read_side, auth.clone()).with_read_wait(options.read_wait);
+        let app = ordexa_api::router(state, options.limits);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         tokio::spawn(ordexa_api::serve(listener, app, std::future::pending()));
