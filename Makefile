@@ -24,9 +24,11 @@ dev: prereqs ## run Ordexa locally: the real servers, migrations, schema, topics
 	@bash infra/dev.sh
 
 .PHONY: test
-test: prereqs lint infra-up k8s-up ## format/lint checks, unit and integration tests against the real servers
+test: prereqs lint infra-up k8s-up ## format/lint checks, unit and integration tests against the real servers, the API's contract (schemathesis)
 	bash infra/test-infra.sh
 	$(WITH_ENV) cargo test --workspace --locked
+	bash workloads/api/schemathesis/run.sh
+	$(MAKE) --no-print-directory bench-smoke
 	$(MAKE) --no-print-directory test-frontend
 	$(MAKE) --no-print-directory test-e2e
 
@@ -48,9 +50,11 @@ test-e2e: infra-up ## the whole system on spare ports with fresh state, driven b
 	bash frontend/e2e/stack.sh
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: ## cargo fmt --check and clippy with warnings as errors (the workspace, then bench/, a workspace of its own)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo fmt --manifest-path bench/Cargo.toml -- --check
+	cargo clippy --manifest-path bench/Cargo.toml --all-targets --locked -- -D warnings
 
 .PHONY: build
 build: ## build every binary (debug)
@@ -72,16 +76,32 @@ infra-status: ## say what runs where
 infra-env: ## print export lines for the running servers: eval "$(make -s infra-env)"
 	@$(INFRA) env
 
-.PHONY: bench bench-api bench-relay bench-relay-overlap bench-e2e
-bench: bench-api bench-relay bench-e2e ## run every benchmark (bench-api, bench-relay, then bench-e2e); results land in bench/results/
-bench-api: ## open-loop load on POST /api/v1/orders next to pgbench with the same SQL; writes bench/results/api-*.md
+.PHONY: bench bench-api bench-relay bench-e2e bench-smoke
+bench: bench-api bench-relay bench-e2e ## run every benchmark (release); the latest result of each in bench/results/
+bench-api: ## API create vs pgbench running the same transaction, rising rates; writes bench/results/api.{md,json}
 	@bash bench/api.sh
-bench-relay: ## the outbox relay: drain 200,000 rows, steady load, producer and SQL ceilings; writes bench/results/relay-*.md
+bench-relay: ## the relay vs Debezium Server: drain, commit→Kafka at a fixed load, memory; the relay's ceilings; bench/results/relay.*
 	@bash bench/relay.sh
-bench-relay-overlap: ## the relay under paced pgbench writers overlapping its claims; fails if rows are left in the outbox
-	@bash bench/relay-overlap.sh
-bench-e2e: ## the projector's drain vs its ceiling; api+relay+projector: commit→visible, burst, memory; writes bench/results/e2e-*.md and .svg
+bench-e2e: ## projector drain vs the raw driver; api+relay+projector: commit→visible in Cassandra, memory; bench/results/e2e.*
 	@bash bench/e2e.sh
+bench-smoke: ## every benchmark in seconds, tiny sizes, debug build (make test runs it); results stay in ~/.cache/ordexa/bench
+	@BENCH_SMOKE=1 bash bench/api.sh && BENCH_SMOKE=1 bash bench/relay.sh && BENCH_SMOKE=1 bash bench/e2e.sh
+
+# ---- The chaos suite (docs/chaos.md): servers of its own, never the development servers ------
+
+# Its own state folder and spare ports: it kills these servers, so it never shares them.
+CHAOS_STATE_DIR ?= /tmp/ordexa-chaos
+# debug (default) or release: the profile of both the suite and the ordexa binary it runs.
+CHAOS_PROFILE ?= debug
+CHAOS_ARGS ?=
+CHAOS_ENV := ORDEXA_STATE_DIR=$(CHAOS_STATE_DIR) ORDEXA_PG_PORT=56432 ORDEXA_KAFKA_PORT=29092 \
+  ORDEXA_KAFKA_CONTROLLER_PORT=29093 ORDEXA_CASSANDRA_PORT=29042 ORDEXA_CASSANDRA_STORAGE_PORT=27000 \
+  ORDEXA_CASSANDRA_JMX_PORT=27199
+.PHONY: chaos
+chaos: prereqs ## kill -9/SIGSTOP every workload and server under order load, then write vs read model and topic (~8 min a run; not in make test); CHAOS_ARGS="--runs 10"
+	cargo build -p ordexa --locked $(if $(filter release,$(CHAOS_PROFILE)),--release) --bin ordexa --example chaos
+	export $(CHAOS_ENV); trap '$(INFRA) down' EXIT; $(INFRA) up; eval "$$($(INFRA) env)"; \
+	  "$(CARGO_TARGET_DIR)/$(CHAOS_PROFILE)/examples/chaos" $(CHAOS_ARGS) 2>&1 | tee "$(CHAOS_STATE_DIR)/chaos-$$(date +%Y%m%dT%H%M%S).log"
 
 # ---- Operator: a real API server for its tests, the CRD, and the kind cluster ------------------
 

@@ -1,6 +1,7 @@
 //! Build step (pure, no server): the objects an `OrderingSystem` wants, computed from its spec.
 //!
-//! - one ConfigMap with every non-secret setting; pods read it with `envFrom`, and its hash is
+//! - one ConfigMap with every non-secret setting; each pod reads the keys its role takes (named in
+//!   the platform's configuration contract, `ordexa_platform::env`), and its hash is
 //!   the `ordexa.io/config-hash` annotation on each pod template, so a config change rolls the
 //!   pods while an unchanged spec yields byte-identical objects (no needless rollout);
 //! - secrets reach pods only as `secretKeyRef` env variables: never read, never copied;
@@ -19,14 +20,15 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
-    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+    Capabilities, ConfigMap, ConfigMapKeySelector, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecurityContext, Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::{Resource, ResourceExt};
+use kube::Resource;
+use ordexa_platform::env;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -51,8 +53,12 @@ pub const HTTP_PORT: i32 = 8080;
 pub enum BuildError {
     #[error("the OrderingSystem has no {0}; it must come from the API server")]
     MissingMetadata(&'static str),
-    #[error("could not serialise {what} to hash it: {source}")]
-    Hash { what: &'static str, source: serde_json::Error },
+    #[error("could not serialise {what} to hash it")]
+    Hash {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// A long-running role of the workload image.
@@ -84,6 +90,35 @@ impl Workload {
             Workload::Relay => "relay",
             Workload::Projector => "projector",
             Workload::Frontend => "web",
+        }
+    }
+
+    /// The ConfigMap keys its role reads: exactly the `ORDEXA_*` variables `ordexa <role>` takes
+    /// (a test in `workloads/ordexa` holds the two together), and the log filter.
+    pub fn settings(self) -> &'static [&'static str] {
+        match self {
+            Workload::Api => {
+                &[env::CASSANDRA_NODES, env::CASSANDRA_KEYSPACE, env::HTTP_ADDR, env::LOG_FORMAT, env::RUST_LOG]
+            }
+            Workload::Relay => &[
+                env::KAFKA_BOOTSTRAP,
+                env::TOPIC_PREFIX,
+                env::RELAY_TRANSACTIONAL_ID,
+                env::HTTP_ADDR,
+                env::LOG_FORMAT,
+                env::RUST_LOG,
+            ],
+            Workload::Projector => &[
+                env::KAFKA_BOOTSTRAP,
+                env::TOPIC_PREFIX,
+                env::PROJECTOR_GROUP,
+                env::CASSANDRA_NODES,
+                env::CASSANDRA_KEYSPACE,
+                env::HTTP_ADDR,
+                env::LOG_FORMAT,
+                env::RUST_LOG,
+            ],
+            Workload::Frontend => &[env::API_UPSTREAM, env::HTTP_ADDR, env::LOG_FORMAT, env::RUST_LOG],
         }
     }
 
@@ -174,8 +209,12 @@ pub fn selector_labels(system: &str, component: &str) -> BTreeMap<String, String
 /// A short, stable hex digest of a value's JSON form.
 pub fn hash<T: Serialize>(value: &T, what: &'static str) -> Result<String, BuildError> {
     let bytes = serde_json::to_vec(value).map_err(|source| BuildError::Hash { what, source })?;
-    let digest = Sha256::digest(&bytes);
-    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+    Ok(digest(&bytes))
+}
+
+/// The short hex digest [`hash`] gives for a value serialised to `bytes`.
+pub(crate) fn digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 struct BuildContext<'a> {
@@ -202,18 +241,20 @@ impl BuildContext<'_> {
     fn config_map(&self) -> ConfigMap {
         let spec = &self.system.spec;
         let data = BTreeMap::from([
-            ("ORDEXA_KAFKA_BOOTSTRAP".to_owned(), spec.kafka.bootstrap_servers.clone()),
-            ("ORDEXA_TOPIC_PREFIX".to_owned(), spec.kafka.topic_prefix.clone()),
-            ("ORDEXA_CASSANDRA_NODES".to_owned(), spec.cassandra.nodes.join(",")),
-            ("ORDEXA_CASSANDRA_KEYSPACE".to_owned(), spec.cassandra.keyspace.clone()),
-            ("ORDEXA_CASSANDRA_REPLICATION_FACTOR".to_owned(), spec.cassandra.replication_factor.to_string()),
-            ("ORDEXA_HTTP_ADDR".to_owned(), format!("0.0.0.0:{HTTP_PORT}")),
+            (env::KAFKA_BOOTSTRAP.to_owned(), spec.kafka.bootstrap_servers.clone()),
+            (env::TOPIC_PREFIX.to_owned(), self.system.topic_prefix()),
+            (env::PROJECTOR_GROUP.to_owned(), self.system.consumer_group()),
+            (env::RELAY_TRANSACTIONAL_ID.to_owned(), self.system.transactional_id()),
+            (env::CASSANDRA_NODES.to_owned(), spec.cassandra.nodes.join(",")),
+            (env::CASSANDRA_KEYSPACE.to_owned(), spec.cassandra.keyspace.clone()),
+            (env::CASSANDRA_REPLICATION_FACTOR.to_owned(), spec.cassandra.replication_factor.to_string()),
+            (env::HTTP_ADDR.to_owned(), format!("0.0.0.0:{HTTP_PORT}")),
             (
-                "ORDEXA_API_UPSTREAM".to_owned(),
+                env::API_UPSTREAM.to_owned(),
                 format!("http://{}.{}.svc:{HTTP_PORT}", Workload::Api.object_name(&self.name), self.namespace),
             ),
-            ("ORDEXA_LOG_FORMAT".to_owned(), "json".to_owned()),
-            ("RUST_LOG".to_owned(), spec.log_level.clone()),
+            (env::LOG_FORMAT.to_owned(), "json".to_owned()),
+            (env::RUST_LOG.to_owned(), spec.log_level.clone()),
         ]);
         ConfigMap {
             metadata: self.meta(config_map_name(&self.name), "config"),
@@ -223,29 +264,29 @@ impl BuildContext<'_> {
     }
 
     fn common_env(&self) -> Vec<EnvVar> {
-        vec![plain_env("ORDEXA_LOG_FORMAT", "json"), plain_env("RUST_LOG", &self.system.spec.log_level)]
+        vec![plain_env(env::LOG_FORMAT, "json"), plain_env(env::RUST_LOG, &self.system.spec.log_level)]
     }
 
     fn migrate_env(&self) -> Vec<EnvVar> {
         let mut env = self.common_env();
-        env.push(secret_env("ORDEXA_DATABASE_URL", &self.system.spec.postgres.url_secret_ref));
+        env.push(secret_env(env::DATABASE_URL, &self.system.spec.postgres.url_secret_ref));
         env
     }
 
     fn schema_env(&self) -> Vec<EnvVar> {
         let cassandra = &self.system.spec.cassandra;
         let mut env = self.common_env();
-        env.push(plain_env("ORDEXA_CASSANDRA_NODES", &cassandra.nodes.join(",")));
-        env.push(plain_env("ORDEXA_CASSANDRA_KEYSPACE", &cassandra.keyspace));
-        env.push(plain_env("ORDEXA_CASSANDRA_REPLICATION_FACTOR", &cassandra.replication_factor.to_string()));
+        env.push(plain_env(env::CASSANDRA_NODES, &cassandra.nodes.join(",")));
+        env.push(plain_env(env::CASSANDRA_KEYSPACE, &cassandra.keyspace));
+        env.push(plain_env(env::CASSANDRA_REPLICATION_FACTOR, &cassandra.replication_factor.to_string()));
         env
     }
 
     /// Secrets a workload needs, as `secretKeyRef`s.
     fn workload_secrets(&self, workload: Workload) -> Vec<EnvVar> {
         let spec = &self.system.spec;
-        let database = secret_env("ORDEXA_DATABASE_URL", &spec.postgres.url_secret_ref);
-        let jwt = secret_env("ORDEXA_JWT_SECRET", &spec.auth.jwt_secret_ref);
+        let database = secret_env(env::DATABASE_URL, &spec.postgres.url_secret_ref);
+        let jwt = secret_env(env::JWT_SECRET, &spec.auth.jwt_secret_ref);
         match workload {
             Workload::Api => vec![database, jwt],
             Workload::Relay => vec![database],
@@ -331,14 +372,10 @@ impl BuildContext<'_> {
     ) -> Deployment {
         let component = workload.component();
         let mut container = self.container(component, workload.subcommand(), resources);
-        container.env_from = Some(vec![EnvFromSource {
-            config_map_ref: Some(ConfigMapEnvSource { name: config_map_name(&self.name), optional: Some(false) }),
-            ..EnvFromSource::default()
-        }]);
-        let secrets = self.workload_secrets(workload);
-        if !secrets.is_empty() {
-            container.env = Some(secrets);
-        }
+        let mut env: Vec<EnvVar> =
+            workload.settings().iter().map(|key| config_env(key, &config_map_name(&self.name))).collect();
+        env.extend(self.workload_secrets(workload));
+        container.env = Some(env);
         container.ports = Some(vec![ContainerPort {
             name: Some("http".to_owned()),
             container_port: HTTP_PORT,
@@ -453,6 +490,22 @@ pub fn default_resources() -> ResourceRequirements {
     }
 }
 
+/// `name` read from key `name` of the system's ConfigMap.
+fn config_env(name: &str, config_map: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector {
+                name: config_map.to_owned(),
+                key: name.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
 fn plain_env(name: &str, value: &str) -> EnvVar {
     EnvVar { name: name.to_owned(), value: Some(value.to_owned()), ..EnvVar::default() }
 }
@@ -484,11 +537,6 @@ fn http_probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe 
         timeout_seconds: Some(2),
         ..Probe::default()
     }
-}
-
-/// The system's name, as used in every object name.
-pub fn system_name(system: &OrderingSystem) -> String {
-    system.name_any()
 }
 
 #[cfg(test)]

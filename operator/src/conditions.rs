@@ -2,11 +2,18 @@
 //! the reconcile observed. One condition per concern, each with a machine reason and a message
 //! a person can act on; `lastTransitionTime` is kept while a condition's status holds, so an
 //! unchanged system produces an identical status and no write.
+//!
+//! Reasons are a closed set ([`Reason`]): each knows its string form and whether the Event for
+//! a condition that changed to it is a Warning (something failed that a person must look at)
+//! or Normal (progress, or all is well).
+
+use std::fmt;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
+use kube::runtime::events::EventType;
 
 use crate::build::Workload;
 use crate::crd::OrderingSystemStatus;
@@ -23,6 +30,102 @@ pub fn available_type(workload: Workload) -> &'static str {
         Workload::Relay => "RelayAvailable",
         Workload::Projector => "ProjectorAvailable",
         Workload::Frontend => "FrontendAvailable",
+    }
+}
+
+/// The machine reason of a condition: the `reason` field, and the reason of the Event published
+/// when a condition changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// `TopicsReady`: both topics exist with the requested partitions.
+    TopicsReady,
+    /// `TopicsReady`: the spec asks for fewer partitions than a topic has.
+    PartitionDecreaseRefused,
+    /// `TopicsReady`: Kafka's admin API failed.
+    KafkaAdminFailed,
+    /// `TopicsReady` while paused: the topics do not match the spec yet.
+    TopicsPending,
+    /// A migration or schema Job of the current image succeeded.
+    JobSucceeded,
+    /// A migration or schema Job of the current image is running.
+    JobRunning,
+    /// A migration or schema Job of the current image failed.
+    JobFailed,
+    /// The schema Job waits for the migration Job.
+    WaitingForMigration,
+    /// The Job has not been created yet.
+    NotStarted,
+    /// A workload turned off in the spec.
+    Disabled,
+    /// A workload waits for the Jobs of the current image.
+    WaitingForMigrations,
+    /// A Deployment is rolling out.
+    RollingOut,
+    /// Fewer pods are available than desired.
+    ReplicasUnavailable,
+    /// A workload scaled to 0 replicas.
+    ScaledToZero,
+    /// Every desired pod is available.
+    MinimumReplicasAvailable,
+    /// `Ready` of a paused system.
+    Paused,
+    /// `Ready`: everything is ready.
+    AllComponentsReady,
+}
+
+impl Reason {
+    /// The `reason` string on the condition and its Event.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::TopicsReady => "TopicsReady",
+            Reason::PartitionDecreaseRefused => "PartitionDecreaseRefused",
+            Reason::KafkaAdminFailed => "KafkaAdminFailed",
+            Reason::TopicsPending => "TopicsPending",
+            Reason::JobSucceeded => "JobSucceeded",
+            Reason::JobRunning => "JobRunning",
+            Reason::JobFailed => "JobFailed",
+            Reason::WaitingForMigration => "WaitingForMigration",
+            Reason::NotStarted => "NotStarted",
+            Reason::Disabled => "Disabled",
+            Reason::WaitingForMigrations => "WaitingForMigrations",
+            Reason::RollingOut => "RollingOut",
+            Reason::ReplicasUnavailable => "ReplicasUnavailable",
+            Reason::ScaledToZero => "ScaledToZero",
+            Reason::MinimumReplicasAvailable => "MinimumReplicasAvailable",
+            Reason::Paused => "Paused",
+            Reason::AllComponentsReady => "AllComponentsReady",
+        }
+    }
+
+    /// The type of the Event for a condition that changed to this reason: Warning for what
+    /// failed or needs a person; Normal for success, pauses and progress notes (a running Job
+    /// or a rollout is not worth a warning).
+    pub const fn event_type(self) -> EventType {
+        match self {
+            Reason::PartitionDecreaseRefused
+            | Reason::KafkaAdminFailed
+            | Reason::TopicsPending
+            | Reason::JobFailed
+            | Reason::ReplicasUnavailable => EventType::Warning,
+            Reason::TopicsReady
+            | Reason::JobSucceeded
+            | Reason::JobRunning
+            | Reason::WaitingForMigration
+            | Reason::NotStarted
+            | Reason::Disabled
+            | Reason::WaitingForMigrations
+            | Reason::RollingOut
+            | Reason::ScaledToZero
+            | Reason::MinimumReplicasAvailable
+            | Reason::Paused
+            | Reason::AllComponentsReady => EventType::Normal,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -125,24 +228,46 @@ pub struct Observed {
     pub workloads: Vec<(Workload, WorkloadState)>,
 }
 
+/// A condition that is new or whose status or reason changed: one Event each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedCondition {
+    pub type_: &'static str,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// What one pass reports: the status to write, whether the system is Ready, and the conditions
+/// that changed since the previous status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusUpdate {
+    pub status: OrderingSystemStatus,
+    pub ready: bool,
+    pub changed: Vec<ChangedCondition>,
+}
+
 /// The status for `observed`, keeping `lastTransitionTime` (and the last known topic partitions
 /// and migrated image) from `previous` where nothing changed.
-pub fn status(observed: &Observed, previous: Option<&OrderingSystemStatus>, now: Timestamp) -> OrderingSystemStatus {
-    let mut conditions = vec![
+pub fn status(observed: &Observed, previous: Option<&OrderingSystemStatus>, now: Timestamp) -> StatusUpdate {
+    let mut drafts = vec![
         topics_condition(&observed.topics),
         migration_condition(DATABASE_MIGRATED, "migration", &observed.migrate, None),
         migration_condition(CASSANDRA_SCHEMA_READY, "Cassandra schema", &observed.schema, Some(&observed.migrate)),
     ];
     for (workload, state) in &observed.workloads {
-        conditions.push(workload_condition(*workload, state));
+        drafts.push(workload_condition(*workload, state));
     }
-    conditions.insert(0, ready_condition(observed, &conditions));
+    let ready = ready_condition(observed, &drafts);
+    let is_ready = ready.ok;
+    drafts.insert(0, ready);
 
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
-    let conditions = conditions
-        .into_iter()
-        .map(|draft| draft.into_condition(observed.generation, previous_conditions, now))
+    let changed = drafts
+        .iter()
+        .filter(|draft| !draft.holds_in(previous_conditions))
+        .map(|draft| ChangedCondition { type_: draft.type_, reason: draft.reason, message: draft.message.clone() })
         .collect();
+    let conditions =
+        drafts.into_iter().map(|draft| draft.into_condition(observed.generation, previous_conditions, now)).collect();
 
     let summary = |w: Workload| observed.workloads.iter().find(|(x, _)| *x == w).and_then(|(_, state)| state.summary());
     let migrated_image = if observed.migrate.succeeded() && observed.schema.succeeded() {
@@ -155,7 +280,7 @@ pub fn status(observed: &Observed, previous: Option<&OrderingSystemStatus>, now:
         TopicsState::ShrinkRefused { current, .. } => Some(*current),
         _ => previous.and_then(|p| p.topic_partitions),
     };
-    OrderingSystemStatus {
+    let status = OrderingSystemStatus {
         observed_generation: observed.generation,
         conditions,
         migrated_image,
@@ -164,7 +289,8 @@ pub fn status(observed: &Observed, previous: Option<&OrderingSystemStatus>, now:
         relay: summary(Workload::Relay),
         projector: summary(Workload::Projector),
         frontend: summary(Workload::Frontend),
-    }
+    };
+    StatusUpdate { status, ready: is_ready, changed }
 }
 
 /// A condition before its timestamps are settled.
@@ -172,17 +298,26 @@ pub fn status(observed: &Observed, previous: Option<&OrderingSystemStatus>, now:
 struct Draft {
     type_: &'static str,
     ok: bool,
-    reason: &'static str,
+    reason: Reason,
     message: String,
 }
 
 impl Draft {
-    fn new(type_: &'static str, ok: bool, reason: &'static str, message: impl Into<String>) -> Self {
+    fn new(type_: &'static str, ok: bool, reason: Reason, message: impl Into<String>) -> Self {
         Self { type_, ok, reason, message: message.into() }
     }
 
+    fn status(&self) -> &'static str {
+        if self.ok { "True" } else { "False" }
+    }
+
+    /// Whether `previous` already has this condition with the same status and reason.
+    fn holds_in(&self, previous: &[Condition]) -> bool {
+        previous.iter().any(|c| c.type_ == self.type_ && c.status == self.status() && c.reason == self.reason.as_str())
+    }
+
     fn into_condition(self, generation: Option<i64>, previous: &[Condition], now: Timestamp) -> Condition {
-        let status = if self.ok { "True" } else { "False" }.to_owned();
+        let status = self.status().to_owned();
         let last_transition_time = previous
             .iter()
             .find(|c| c.type_ == self.type_ && c.status == status)
@@ -191,7 +326,7 @@ impl Draft {
         Condition {
             type_: self.type_.to_owned(),
             status,
-            reason: self.reason.to_owned(),
+            reason: self.reason.as_str().to_owned(),
             message: self.message,
             observed_generation: generation,
             last_transition_time,
@@ -204,13 +339,13 @@ fn topics_condition(topics: &TopicsState) -> Draft {
         TopicsState::Ready { partitions } => Draft::new(
             TOPICS_READY,
             true,
-            "TopicsReady",
+            Reason::TopicsReady,
             format!("the orders topic and its DLQ have {partitions} partitions"),
         ),
         TopicsState::ShrinkRefused { topic, current, requested } => Draft::new(
             TOPICS_READY,
             false,
-            "PartitionDecreaseRefused",
+            Reason::PartitionDecreaseRefused,
             format!(
                 "topic {topic} has {current} partitions and Kafka cannot remove partitions; set spec.kafka.partitions to {current} or more (asked for {requested})"
             ),
@@ -218,39 +353,39 @@ fn topics_condition(topics: &TopicsState) -> Draft {
         TopicsState::Failed { message } => Draft::new(
             TOPICS_READY,
             false,
-            "KafkaAdminFailed",
+            Reason::KafkaAdminFailed,
             format!(
                 "could not create or check the topics: {message}; check spec.kafka.bootstrapServers and that the brokers are reachable from the operator"
             ),
         ),
-        TopicsState::Pending { message } => Draft::new(TOPICS_READY, false, "TopicsPending", message.clone()),
+        TopicsState::Pending { message } => Draft::new(TOPICS_READY, false, Reason::TopicsPending, message.clone()),
     }
 }
 
 fn migration_condition(type_: &'static str, what: &str, state: &JobState, before: Option<&JobState>) -> Draft {
     match state {
         JobState::Succeeded { job } => {
-            Draft::new(type_, true, "JobSucceeded", format!("the {what} Job {job} succeeded"))
+            Draft::new(type_, true, Reason::JobSucceeded, format!("the {what} Job {job} succeeded"))
         }
         JobState::Running { job } => Draft::new(
             type_,
             false,
-            "JobRunning",
+            Reason::JobRunning,
             format!("the {what} Job {job} is running; workloads roll out after it succeeds"),
         ),
         JobState::Failed { job, message } => Draft::new(
             type_,
             false,
-            "JobFailed",
+            Reason::JobFailed,
             format!(
                 "the {what} Job {job} failed ({message}); see `kubectl logs job/{job}`, fix the cause, then delete the Job to run it again"
             ),
         ),
         JobState::NotCreated => match before {
             Some(earlier) if !earlier.succeeded() => {
-                Draft::new(type_, false, "WaitingForMigration", "waits for the database migration Job to succeed")
+                Draft::new(type_, false, Reason::WaitingForMigration, "waits for the database migration Job to succeed")
             }
-            _ => Draft::new(type_, false, "NotStarted", format!("the {what} Job has not been created yet")),
+            _ => Draft::new(type_, false, Reason::NotStarted, format!("the {what} Job has not been created yet")),
         },
     }
 }
@@ -259,11 +394,13 @@ fn workload_condition(workload: Workload, state: &WorkloadState) -> Draft {
     let type_ = available_type(workload);
     let name = workload.component();
     match state {
-        WorkloadState::Disabled => Draft::new(type_, true, "Disabled", format!("the {name} is turned off in the spec")),
+        WorkloadState::Disabled => {
+            Draft::new(type_, true, Reason::Disabled, format!("the {name} is turned off in the spec"))
+        }
         WorkloadState::Waiting => Draft::new(
             type_,
             false,
-            "WaitingForMigrations",
+            Reason::WaitingForMigrations,
             format!("the {name} rolls out after the migration and schema Jobs of the current image succeed"),
         ),
         WorkloadState::Deployed { desired, available, updated, current_generation } => {
@@ -271,25 +408,25 @@ fn workload_condition(workload: Workload, state: &WorkloadState) -> Draft {
                 Draft::new(
                     type_,
                     false,
-                    "RollingOut",
+                    Reason::RollingOut,
                     format!("the {name} Deployment is rolling out ({updated}/{desired} pods updated)"),
                 )
             } else if available < desired {
                 Draft::new(
                     type_,
                     false,
-                    "ReplicasUnavailable",
+                    Reason::ReplicasUnavailable,
                     format!(
                         "{available}/{desired} {name} pods are available; see `kubectl describe deployment` for the pods' probes and events"
                     ),
                 )
             } else if *desired == 0 {
-                Draft::new(type_, true, "ScaledToZero", format!("the {name} is scaled to 0 replicas"))
+                Draft::new(type_, true, Reason::ScaledToZero, format!("the {name} is scaled to 0 replicas"))
             } else {
                 Draft::new(
                     type_,
                     true,
-                    "MinimumReplicasAvailable",
+                    Reason::MinimumReplicasAvailable,
                     format!("{available}/{desired} {name} pods are available"),
                 )
             }
@@ -299,10 +436,15 @@ fn workload_condition(workload: Workload, state: &WorkloadState) -> Draft {
 
 fn ready_condition(observed: &Observed, conditions: &[Draft]) -> Draft {
     if observed.paused {
-        return Draft::new(READY, false, "Paused", "spec.paused is true: nothing is changed until it is set to false");
+        return Draft::new(
+            READY,
+            false,
+            Reason::Paused,
+            "spec.paused is true: nothing is changed until it is set to false",
+        );
     }
     match conditions.iter().find(|c| !c.ok) {
-        None => Draft::new(READY, true, "AllComponentsReady", "topics, migrations and every workload are ready"),
+        None => Draft::new(READY, true, Reason::AllComponentsReady, "topics, migrations and every workload are ready"),
         Some(first) => Draft::new(READY, false, first.reason, format!("{}: {}", first.type_, first.message)),
     }
 }
@@ -334,7 +476,7 @@ mod tests {
 
     #[test]
     fn a_healthy_system_is_ready_with_every_contract_condition() {
-        let status = status(&healthy(), None, Timestamp::UNIX_EPOCH);
+        let status = status(&healthy(), None, Timestamp::UNIX_EPOCH).status;
         let types: Vec<_> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(
             types,
@@ -362,7 +504,7 @@ mod tests {
             JobState::Failed { job: "shop-migrate-abc".to_owned(), message: "BackoffLimitExceeded".to_owned() };
         observed.schema = JobState::NotCreated;
         observed.workloads = Workload::ALL.iter().map(|w| (*w, WorkloadState::Waiting)).collect();
-        let status = status(&observed, None, Timestamp::UNIX_EPOCH);
+        let status = status(&observed, None, Timestamp::UNIX_EPOCH).status;
         let migrated = condition(&status, DATABASE_MIGRATED);
         assert_eq!((migrated.status.as_str(), migrated.reason.as_str()), ("False", "JobFailed"));
         assert!(migrated.message.contains("shop-migrate-abc"), "{}", migrated.message);
@@ -377,7 +519,7 @@ mod tests {
     fn a_partition_decrease_is_reported_not_ignored() {
         let mut observed = healthy();
         observed.topics = TopicsState::ShrinkRefused { topic: "shop.orders".to_owned(), current: 12, requested: 6 };
-        let status = status(&observed, None, Timestamp::UNIX_EPOCH);
+        let status = status(&observed, None, Timestamp::UNIX_EPOCH).status;
         let topics = condition(&status, TOPICS_READY);
         assert_eq!((topics.status.as_str(), topics.reason.as_str()), ("False", "PartitionDecreaseRefused"));
         assert!(
@@ -391,20 +533,20 @@ mod tests {
 
     #[test]
     fn an_unchanged_observation_gives_an_identical_status() {
-        let first = status(&healthy(), None, Timestamp::UNIX_EPOCH);
+        let first = status(&healthy(), None, Timestamp::UNIX_EPOCH).status;
         let later = Timestamp::from_second(1_000_000).expect("valid timestamp");
-        let second = status(&healthy(), Some(&first), later);
+        let second = status(&healthy(), Some(&first), later).status;
         assert_eq!(first, second, "no change must mean no status write");
     }
 
     #[test]
     fn a_transition_moves_only_the_changed_conditions_time() {
-        let first = status(&healthy(), None, Timestamp::UNIX_EPOCH);
+        let first = status(&healthy(), None, Timestamp::UNIX_EPOCH).status;
         let mut observed = healthy();
         observed.workloads[1].1 =
             WorkloadState::Deployed { desired: 2, available: 1, updated: 2, current_generation: true };
         let later = Timestamp::from_second(1_000_000).expect("valid timestamp");
-        let second = status(&observed, Some(&first), later);
+        let second = status(&observed, Some(&first), later).status;
         assert_eq!(condition(&second, "RelayAvailable").last_transition_time, Time(later));
         assert_eq!(condition(&second, "RelayAvailable").reason, "ReplicasUnavailable");
         assert_eq!(condition(&second, "ApiAvailable").last_transition_time, Time(Timestamp::UNIX_EPOCH));
@@ -416,7 +558,7 @@ mod tests {
         let mut observed = healthy();
         observed.workloads[0].1 =
             WorkloadState::Deployed { desired: 2, available: 2, updated: 1, current_generation: true };
-        let status = status(&observed, None, Timestamp::UNIX_EPOCH);
+        let status = status(&observed, None, Timestamp::UNIX_EPOCH).status;
         assert_eq!(condition(&status, "ApiAvailable").reason, "RollingOut");
     }
 
@@ -424,10 +566,51 @@ mod tests {
     fn a_paused_system_says_so() {
         let mut observed = healthy();
         observed.paused = true;
-        let status = status(&observed, None, Timestamp::UNIX_EPOCH);
+        let status = status(&observed, None, Timestamp::UNIX_EPOCH).status;
         let ready = condition(&status, READY);
         assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Paused"));
         assert!(ready.message.contains("spec.paused"));
+    }
+
+    #[test]
+    fn an_unchanged_observation_changes_no_condition_and_a_failure_changes_two() {
+        let first = status(&healthy(), None, Timestamp::UNIX_EPOCH);
+        assert_eq!(first.changed.len(), 8, "every condition is new on the first pass");
+        assert!(first.ready);
+        assert!(status(&healthy(), Some(&first.status), Timestamp::UNIX_EPOCH).changed.is_empty());
+
+        let mut observed = healthy();
+        observed.migrate = JobState::Failed { job: "shop-migrate-1".to_owned(), message: "exit 1".to_owned() };
+        let failed = status(&observed, Some(&first.status), Timestamp::UNIX_EPOCH);
+        assert!(!failed.ready);
+        let changed: Vec<_> = failed.changed.iter().map(|c| (c.type_, c.reason)).collect();
+        assert_eq!(changed, [(READY, Reason::JobFailed), (DATABASE_MIGRATED, Reason::JobFailed)]);
+    }
+
+    #[test]
+    fn failures_are_warnings_and_progress_is_normal() {
+        for reason in [
+            Reason::JobFailed,
+            Reason::KafkaAdminFailed,
+            Reason::PartitionDecreaseRefused,
+            Reason::ReplicasUnavailable,
+            Reason::TopicsPending,
+        ] {
+            assert_eq!(reason.event_type(), EventType::Warning, "{reason}");
+        }
+        for reason in [
+            Reason::JobRunning,
+            Reason::RollingOut,
+            Reason::WaitingForMigration,
+            Reason::WaitingForMigrations,
+            Reason::NotStarted,
+            Reason::Paused,
+            Reason::AllComponentsReady,
+            Reason::JobSucceeded,
+        ] {
+            assert_eq!(reason.event_type(), EventType::Normal, "{reason}");
+        }
+        assert_eq!(Reason::PartitionDecreaseRefused.to_string(), "PartitionDecreaseRefused");
     }
 
     #[test]

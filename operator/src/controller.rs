@@ -1,17 +1,15 @@
-//! The reconciler (talks to the API server and Kafka): for each `OrderingSystem`, in order,
-//! topics → migration Job → Cassandra schema Job → ConfigMap, Deployments, Services → status.
+//! The reconciler (talks to the API server, and to Kafka through [`TopicAdmin`]): one pass over
+//! an `OrderingSystem` runs the pipeline
+//! build ([`build`], pure) → topics ([`topics`]) → migration Job → Cassandra schema Job →
+//! ConfigMap, Deployments, Services ([`apply`]) → status ([`conditions`], pure) → status write
+//! and Events.
 //!
-//! - Writes use server-side apply with the field manager [`FIELD_MANAGER`], and are skipped
-//!   when the live object already carries the hash of what would be applied, so an idle system
-//!   costs reads only: no reconcile storm, no write traffic.
 //! - Workloads roll out only after both Jobs succeeded for the current image; until then the
 //!   running Deployments (of the previous image) are left alone.
 //! - Paused systems are observed, never changed; status stays fresh and deletion still works.
 //! - The finalizer [`FINALIZER`] applies the topic deletion policy; everything else the system
 //!   owns goes with it through owner references (the garbage collector deletes it).
 
-use std::collections::BTreeMap;
-use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,33 +17,25 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use crate::build::{
-    self, BuildError, COMPONENT_LABEL, Desired, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Workload,
-};
-use crate::conditions::{self, JobState, Observed, TopicsState, WorkloadState};
-use crate::crd::{OrderingSystem, OrderingSystemStatus, TopicDeletionPolicy};
-use crate::topics::{self, TopicChange, TopicError};
+use crate::apply::{self, Applier, FIELD_MANAGER, JobRole};
+use crate::build::{self, BuildError, Desired, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::conditions::{self, ChangedCondition, Observed, StatusUpdate, TopicsState};
+use crate::crd::{OrderingSystem, TopicDeletionPolicy};
+use crate::topics::{self, KafkaTopics, TopicAdmin, TopicChange, TopicError};
 
-/// Field manager of every server-side apply.
-pub const FIELD_MANAGER: &str = "ordexa-operator";
 /// Finalizer that applies the topic deletion policy before the OrderingSystem goes away.
 pub const FINALIZER: &str = "ordexa.io/topic-deletion-policy";
-/// Annotation holding the hash of what the operator last applied to an object.
-pub const APPLIED_HASH_ANNOTATION: &str = "ordexa.io/applied-hash";
 
 /// How often a Ready system is looked at again when nothing changes (watches cover the rest).
 const RESYNC_READY: Duration = Duration::from_secs(300);
@@ -54,38 +44,62 @@ const RESYNC_PROGRESSING: Duration = Duration::from_secs(30);
 /// Retry delay after a failed reconcile.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(15);
 
-/// Why a reconcile failed. The variant names the step; [`Error::reason`] becomes the Event
-/// reason and the metric label.
+/// Why a reconcile failed: the step, with its cause as the error's source. [`Error::reason`]
+/// is the metric label.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("failed to build the desired objects: {0}")]
-    Build(#[from] BuildError),
-    #[error("failed to {step}: {source}")]
-    Kube { step: String, source: kube::Error },
-    #[error("failed to delete the topics (topicDeletionPolicy Delete): {0}")]
-    DeleteTopics(#[source] TopicError),
-    #[error("OrderingSystem has no namespace")]
+    #[error("the OrderingSystem has no namespace")]
     NoNamespace,
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("failed to build the desired objects")]
+    Build(#[source] BuildError),
+    #[error(transparent)]
+    Apply(#[from] apply::Error),
+    #[error("failed to write the status of OrderingSystem {name}")]
+    PatchStatus {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to delete the topics {topics} (topicDeletionPolicy Delete)")]
+    DeleteTopics {
+        topics: String,
+        #[source]
+        source: TopicError,
+    },
+    #[error(transparent)]
+    Finalizer(Box<finalizer::Error<Error>>),
 }
 
 impl Error {
-    /// A stable, low-cardinality name for metrics and Events.
+    /// A stable, low-cardinality name of the failed step, for metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Build(_) => "BuildFailed",
-            Error::Kube { .. } => "ApiRequestFailed",
-            Error::DeleteTopics(_) => "TopicDeletionFailed",
             Error::NoNamespace => "NoNamespace",
-            Error::Finalizer(_) => "FinalizerFailed",
+            Error::Build(_) => "BuildFailed",
+            Error::Apply(_) | Error::PatchStatus { .. } => "ApiRequestFailed",
+            Error::DeleteTopics { .. } => "TopicDeletionFailed",
+            Error::Finalizer(err) => match err.as_ref() {
+                finalizer::Error::ApplyFailed(err) | finalizer::Error::CleanupFailed(err) => err.reason(),
+                _ => "FinalizerFailed",
+            },
         }
     }
 }
 
-fn kube_err(step: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let step = step.into();
-    move |source| Error::Kube { step, source }
+/// `error` and its causes on one line, each cause once (some errors repeat their source's
+/// message in their own, others leave it to the chain).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Shared by every reconcile.
@@ -94,12 +108,21 @@ pub struct Context {
     pub client: Client,
     /// Publishes Events on OrderingSystems.
     pub recorder: Recorder,
+    /// Creates, grows, inspects and deletes the topics (Kafka's admin API in production).
+    pub topics: Arc<dyn TopicAdmin>,
 }
 
 impl Context {
+    /// A context that reaches Kafka through its admin API. `instance` names this replica in
+    /// the Events it publishes.
     pub fn new(client: Client, instance: Option<String>) -> Self {
+        Self::with_topics(client, instance, Arc::new(KafkaTopics))
+    }
+
+    /// A context that reaches the topics through `topics`.
+    pub fn with_topics(client: Client, instance: Option<String>, topics: Arc<dyn TopicAdmin>) -> Self {
         let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance };
-        Self { recorder: Recorder::new(client.clone(), reporter), client }
+        Self { recorder: Recorder::new(client.clone(), reporter), client, topics }
     }
 }
 
@@ -122,7 +145,7 @@ pub async fn run(
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(system = %object, "reconciled"),
-                Err(err) => tracing::warn!(error = %err, "reconcile failed"),
+                Err(err) => tracing::warn!(error = %error_chain(&err), "reconcile failed"),
             }
         })
         .await;
@@ -145,9 +168,9 @@ pub async fn reconcile(system: Arc<OrderingSystem>, ctx: Arc<Context>) -> Result
     let namespace = system.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<OrderingSystem> = Api::namespaced(ctx.client.clone(), &namespace);
     let span = tracing::info_span!("reconcile", system = %system.name_any(), namespace = %namespace);
-    let result = finalizer(&api, FINALIZER, system, |event| async {
+    let result = finalizer::finalizer(&api, FINALIZER, system, |event| async {
         match event {
-            FinalizerEvent::Apply(system) => apply(&system, &ctx).await,
+            FinalizerEvent::Apply(system) => run_pipeline(&system, &ctx).await,
             FinalizerEvent::Cleanup(system) => cleanup(&system, &ctx).await,
         }
     })
@@ -162,394 +185,316 @@ pub async fn reconcile(system: Arc<OrderingSystem>, ctx: Arc<Context>) -> Result
 
 /// Failed reconciles are retried after a pause; the error is logged and counted.
 pub fn error_policy(system: Arc<OrderingSystem>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(system = %system.name_any(), reason = error.reason(), error = %error, "reconcile failed; retrying");
+    tracing::warn!(system = %system.name_any(), reason = error.reason(), error = %error_chain(error), "reconcile failed; retrying");
     metrics::counter!("ordexa_operator_reconcile_errors_total", "reason" => error.reason()).increment(1);
     Action::requeue(RETRY_AFTER_ERROR)
 }
 
-async fn apply(system: &OrderingSystem, ctx: &Context) -> Result<Action, Error> {
-    let desired = build::desired(system)?;
+/// The pipeline for a live OrderingSystem: build, converge (or only observe, when paused),
+/// status, Events.
+async fn run_pipeline(system: &OrderingSystem, ctx: &Context) -> Result<Action, Error> {
+    let desired = build::desired(system).map_err(Error::Build)?;
     let namespace = system.namespace().ok_or(Error::NoNamespace)?;
-    let mut pass = Pass { system, ctx, namespace, events: Vec::new() };
-    let observed =
-        if system.spec.paused { pass.observe_paused(&desired).await? } else { pass.converge(&desired).await? };
+    let mut applier = Applier::new(ctx.client.clone(), &namespace, system);
+    let (observed, topic_changes) = if system.spec.paused {
+        (observe_paused(system, ctx, &applier, &desired).await?, Vec::new())
+    } else {
+        converge(system, ctx, &mut applier, &desired).await?
+    };
 
-    let status = conditions::status(&observed, system.status.as_ref(), Timestamp::now());
-    pass.condition_events(system.status.as_ref(), &status);
-    let ready = status.conditions.iter().any(|c| c.type_ == conditions::READY && c.status == "True");
-    if system.status.as_ref() != Some(&status) {
-        let api: Api<OrderingSystem> = Api::namespaced(ctx.client.clone(), &pass.namespace);
-        let patch = serde_json::json!({ "status": status });
-        api.patch_status(&system.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(kube_err("update the OrderingSystem status"))?;
+    let update = conditions::status(&observed, system.status.as_ref(), Timestamp::now());
+    if system.status.as_ref() != Some(&update.status) {
+        write_status(system, ctx, &namespace, &update).await?;
     }
-    pass.publish_events().await;
-    Ok(Action::requeue(if ready || system.spec.paused { RESYNC_READY } else { RESYNC_PROGRESSING }))
+    // Events go out once the status they describe is written.
+    let mut events: Vec<Event> =
+        topic_changes.iter().map(|change| normal_event(change.reason(), change.action(), change.note())).collect();
+    events.extend(
+        applier.into_changes().iter().map(|change| normal_event(change.reason(), change.action(), change.note())),
+    );
+    events.extend(update.changed.iter().map(condition_event));
+    publish_events(ctx, system, events).await;
+    Ok(Action::requeue(if update.ready || system.spec.paused { RESYNC_READY } else { RESYNC_PROGRESSING }))
 }
 
+/// Makes Kafka and the cluster match the spec, step by step: topics, then the migration Job,
+/// then the schema Job, then the workloads, each only once the step before it is done.
+async fn converge(
+    system: &OrderingSystem,
+    ctx: &Context,
+    applier: &mut Applier<'_>,
+    desired: &Desired,
+) -> Result<(Observed, Vec<TopicChange>), Error> {
+    let prefix = system.topic_prefix();
+    let (topics, topic_changes) = match ctx.topics.ensure(&system.spec.kafka, &prefix).await {
+        Ok(outcome) => (outcome.state, outcome.changes),
+        Err(err) => (TopicsState::Failed { message: err.to_string() }, Vec::new()),
+    };
+    // Without topics the relay and projector cannot start: nothing further is created.
+    let topics_exist = matches!(topics, TopicsState::Ready { .. } | TopicsState::ShrinkRefused { .. });
+
+    let migrate = if topics_exist {
+        applier.ensure_job(JobRole::Migration, &desired.migrate_job).await?
+    } else {
+        applier.job_state(JobRole::Migration, &desired.migrate_job).await?
+    };
+    let schema = if topics_exist && migrate.succeeded() {
+        applier.ensure_job(JobRole::CassandraSchema, &desired.schema_job).await?
+    } else {
+        applier.job_state(JobRole::CassandraSchema, &desired.schema_job).await?
+    };
+    let workloads = if migrate.succeeded() && schema.succeeded() {
+        applier.roll_out(desired).await?
+    } else {
+        applier.observe_workloads(desired).await?
+    };
+    let observed = Observed {
+        generation: system.metadata.generation,
+        paused: false,
+        image: system.spec.image.clone(),
+        topics,
+        migrate,
+        schema,
+        workloads,
+    };
+    Ok((observed, topic_changes))
+}
+
+/// Paused: read everything, change nothing.
+async fn observe_paused(
+    system: &OrderingSystem,
+    ctx: &Context,
+    applier: &Applier<'_>,
+    desired: &Desired,
+) -> Result<Observed, Error> {
+    let topics = ctx
+        .topics
+        .inspect(&system.spec.kafka, &system.topic_prefix())
+        .await
+        .unwrap_or_else(|err| TopicsState::Failed { message: err.to_string() });
+    Ok(Observed {
+        generation: system.metadata.generation,
+        paused: true,
+        image: system.spec.image.clone(),
+        topics,
+        migrate: applier.job_state(JobRole::Migration, &desired.migrate_job).await?,
+        schema: applier.job_state(JobRole::CassandraSchema, &desired.schema_job).await?,
+        workloads: applier.observe_workloads(desired).await?,
+    })
+}
+
+async fn write_status(
+    system: &OrderingSystem,
+    ctx: &Context,
+    namespace: &str,
+    update: &StatusUpdate,
+) -> Result<(), Error> {
+    let api: Api<OrderingSystem> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = system.name_any();
+    let patch = serde_json::json!({ "status": update.status });
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::PatchStatus { name, source })?;
+    Ok(())
+}
+
+/// Applies the topic deletion policy; the finalizer is removed once this succeeds.
 async fn cleanup(system: &OrderingSystem, ctx: &Context) -> Result<Action, Error> {
     let kafka = &system.spec.kafka;
-    let reference = system.object_ref(&());
+    let prefix = system.topic_prefix();
+    let topics = topics::topic_names(&prefix).join(", ");
     let (reason, note) = match kafka.topic_deletion_policy {
-        TopicDeletionPolicy::Retain => (
-            "TopicsRetained",
-            format!(
-                "topics {} are kept (topicDeletionPolicy Retain)",
-                topics::topic_names(&kafka.topic_prefix).join(", ")
-            ),
-        ),
+        TopicDeletionPolicy::Retain => {
+            ("TopicsRetained", format!("topics {topics} are kept (topicDeletionPolicy Retain)"))
+        }
         TopicDeletionPolicy::Delete => {
-            topics::delete(&kafka.bootstrap_servers, &kafka.topic_prefix).await.map_err(Error::DeleteTopics)?;
-            ("TopicsDeleted", format!("deleted topics {}", topics::topic_names(&kafka.topic_prefix).join(", ")))
+            ctx.topics
+                .delete(kafka, &prefix)
+                .await
+                .map_err(|source| Error::DeleteTopics { topics: topics.clone(), source })?;
+            ("TopicsDeleted", format!("deleted topics {topics}"))
         }
     };
     tracing::info!(system = %system.name_any(), reason, "{note}");
-    let event = Event {
-        type_: EventType::Normal,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Delete".to_owned(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &reference).await {
-        tracing::warn!(error = %err, "could not publish an Event");
-    }
+    publish_events(ctx, system, [normal_event(reason, "Delete", note)]).await;
     Ok(Action::await_change())
 }
 
-/// One reconcile pass: the system, and the Events to publish once status is written.
-struct Pass<'a> {
-    system: &'a OrderingSystem,
-    ctx: &'a Context,
-    namespace: String,
-    events: Vec<Event>,
+/// The Event for a condition that changed: a Warning when its reason is a failure.
+fn condition_event(changed: &ChangedCondition) -> Event {
+    Event {
+        type_: changed.reason.event_type(),
+        reason: changed.reason.as_str().to_owned(),
+        note: Some(format!("{}: {}", changed.type_, changed.message)),
+        action: "UpdateStatus".to_owned(),
+        secondary: None,
+    }
 }
 
-impl Pass<'_> {
-    fn api<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = NamespaceResourceScope>,
-        <K as Resource>::DynamicType: Default,
-    {
-        Api::namespaced(self.ctx.client.clone(), &self.namespace)
+fn normal_event(reason: &str, action: &str, note: String) -> Event {
+    Event {
+        type_: EventType::Normal,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
     }
+}
 
-    fn event(&mut self, type_: EventType, reason: &str, action: &str, note: String) {
-        self.events.push(Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: action.to_owned(),
-            secondary: None,
-        });
-    }
-
-    async fn publish_events(&mut self) {
-        let reference = self.system.object_ref(&());
-        for event in self.events.drain(..) {
-            if let Err(err) = self.ctx.recorder.publish(&event, &reference).await {
-                tracing::warn!(error = %err, reason = %event.reason, "could not publish an Event");
-            }
+/// Publishes `events` on the system. An Event that cannot be published is logged, never fails
+/// the reconcile: Events are a courtesy, the status is the record.
+async fn publish_events(ctx: &Context, system: &OrderingSystem, events: impl IntoIterator<Item = Event>) {
+    let reference = system.object_ref(&());
+    for event in events {
+        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %err, reason = %event.reason, "could not publish an Event");
         }
     }
+}
 
-    /// An Event for every condition whose status or reason changed.
-    fn condition_events(&mut self, previous: Option<&OrderingSystemStatus>, status: &OrderingSystemStatus) {
-        for condition in &status.conditions {
-            let before = previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == condition.type_));
-            if before.is_some_and(|b| b.status == condition.status && b.reason == condition.reason) {
-                continue;
-            }
-            let type_ = if condition.status == "True" || condition.reason == "Paused" {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            };
-            // Progress notes ("JobRunning") are not worth a warning.
-            let type_ = if matches!(
-                condition.reason.as_str(),
-                "JobRunning" | "RollingOut" | "WaitingForMigrations" | "WaitingForMigration" | "NotStarted"
-            ) {
-                EventType::Normal
-            } else {
-                type_
-            };
-            self.event(type_, &condition.reason, "UpdateStatus", format!("{}: {}", condition.type_, condition.message));
-        }
+#[cfg(test)]
+mod tests {
+    //! The reconcile's decisions against a mocked API server (see `fixtures`): each test names
+    //! a [`Scenario`], runs one pass and lets the verifier check every request it made.
+
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::fixtures::{FakeTopics, JobFixture, Live, Scenario, timeout_after_1s};
+
+    const NEW_IMAGE: &str = "registry.example/ordexa:0.2.0";
+
+    /// Runs one pass of `system` against `scenario`; returns the pass's outcome.
+    async fn pass(system: OrderingSystem, scenario: impl FnOnce(OrderingSystem) -> Scenario) -> Action {
+        let (ctx, server) = Context::test();
+        let verifier = server.run(scenario(system.clone()));
+        let action = reconcile(Arc::new(system), ctx).await.expect("the pass succeeds");
+        timeout_after_1s(verifier).await;
+        action
     }
 
-    /// The full pipeline: makes the cluster and Kafka match the spec, step by step.
-    async fn converge(&mut self, desired: &Desired) -> Result<Observed, Error> {
-        let spec = &self.system.spec;
-        let topics = match topics::ensure(
-            &spec.kafka.bootstrap_servers,
-            &spec.kafka.topic_prefix,
-            spec.kafka.partitions,
-            spec.kafka.replication_factor,
-        )
-        .await
-        {
-            Ok(outcome) => {
-                for change in outcome.changes {
-                    match change {
-                        TopicChange::Created { topic, partitions } => self.event(
-                            EventType::Normal,
-                            "TopicCreated",
-                            "CreateTopic",
-                            format!("created topic {topic} with {partitions} partitions"),
-                        ),
-                        TopicChange::Grown { topic, from, to } => self.event(
-                            EventType::Normal,
-                            "TopicGrown",
-                            "GrowTopic",
-                            format!("grew topic {topic} from {from} to {to} partitions"),
-                        ),
-                    }
-                }
-                outcome.state
-            }
-            Err(err) => TopicsState::Failed { message: err.to_string() },
-        };
-        // Without topics the relay and projector cannot start: nothing further is created.
-        let topics_exist = matches!(topics, TopicsState::Ready { .. } | TopicsState::ShrinkRefused { .. });
-
-        let migrate = if topics_exist {
-            self.ensure_job(&desired.migrate_job).await?
-        } else {
-            self.job_state(&desired.migrate_job).await?
-        };
-        let schema = if topics_exist && migrate.succeeded() {
-            self.ensure_job(&desired.schema_job).await?
-        } else {
-            self.job_state(&desired.schema_job).await?
-        };
-
-        let workloads = if migrate.succeeded() && schema.succeeded() {
-            self.roll_out(desired).await?
-        } else {
-            self.observe_workloads(desired).await?
-        };
-        Ok(Observed {
-            generation: self.system.metadata.generation,
-            paused: false,
-            image: spec.image.clone(),
-            topics,
-            migrate,
-            schema,
-            workloads,
-        })
+    #[tokio::test]
+    async fn a_new_system_gets_the_finalizer_and_nothing_else() {
+        let action = pass(OrderingSystem::test(), Scenario::FinalizerAdded).await;
+        assert_eq!(action, Action::await_change());
     }
 
-    /// Paused: read everything, change nothing.
-    async fn observe_paused(&mut self, desired: &Desired) -> Result<Observed, Error> {
-        let kafka = &self.system.spec.kafka;
-        let topics = topics::inspect(&kafka.bootstrap_servers, &kafka.topic_prefix, kafka.partitions)
-            .await
-            .unwrap_or_else(|err| TopicsState::Failed { message: err.to_string() });
-        Ok(Observed {
-            generation: self.system.metadata.generation,
-            paused: true,
-            image: self.system.spec.image.clone(),
-            topics,
-            migrate: self.job_state(&desired.migrate_job).await?,
-            schema: self.job_state(&desired.schema_job).await?,
-            workloads: self.observe_workloads(desired).await?,
-        })
+    #[tokio::test]
+    async fn a_running_migration_job_holds_the_rollout() {
+        let system = OrderingSystem::test().finalized();
+        let migrate = system.desired().migrate_job.running();
+        let action = pass(system, |system| Scenario::MigrationsPending { system, migrate }).await;
+        assert_eq!(action, Action::requeue(RESYNC_PROGRESSING));
     }
 
-    async fn job_state(&self, job: &Job) -> Result<JobState, Error> {
-        let name = job.name_any();
-        let live = self.api::<Job>().get_opt(&name).await.map_err(kube_err(format!("read Job {name}")))?;
-        Ok(live.as_ref().map_or(JobState::NotCreated, JobState::of))
+    #[tokio::test]
+    async fn a_failed_migration_job_is_named_in_the_status_with_warnings_and_nothing_rolls_out() {
+        let system = OrderingSystem::test().finalized();
+        let migrate =
+            system.desired().migrate_job.failed("BackoffLimitExceeded", "Job has reached the specified backoff limit");
+        pass(system, |system| Scenario::MigrationFailed { system, migrate }).await;
     }
 
-    async fn ensure_job(&mut self, job: &Job) -> Result<JobState, Error> {
-        let name = job.name_any();
-        let api = self.api::<Job>();
-        let live = match api.get_opt(&name).await.map_err(kube_err(format!("read Job {name}")))? {
-            Some(live) => live,
-            None => {
-                let created = apply_object(&api, job).await.map_err(kube_err(format!("create Job {name}")))?;
-                let image = &self.system.spec.image;
-                self.event(
-                    EventType::Normal,
-                    "JobCreated",
-                    "CreateJob",
-                    format!("created Job {name} for image {image}"),
-                );
-                created
-            }
-        };
-        let state = JobState::of(&live);
-        if let JobState::Failed { job, message } = &state {
-            tracing::warn!(job, message, "Job failed");
-        }
-        Ok(state)
+    #[tokio::test]
+    async fn a_new_image_applies_its_migration_job_and_leaves_the_old_deployments_alone() {
+        let old = OrderingSystem::test().finalized().with_ready_status();
+        let system = old.clone().with_image(NEW_IMAGE);
+        assert_ne!(old.desired().migrate_job.name_any(), system.desired().migrate_job.name_any());
+        let running = Live::of(&old).deployments;
+        pass(system, |system| Scenario::NewImage { system, running }).await;
     }
 
-    /// Applies the ConfigMap, Deployments, Services and autoscaler, deletes what the spec turned
-    /// off and the Jobs of earlier images.
-    async fn roll_out(&mut self, desired: &Desired) -> Result<Vec<(Workload, WorkloadState)>, Error> {
-        let cm_api = self.api::<ConfigMap>();
-        if apply_if_changed(&cm_api, &desired.config_map, "ConfigMap").await?.1 {
-            self.event(
-                EventType::Normal,
-                "ConfigApplied",
-                "ApplyConfigMap",
-                format!("applied ConfigMap (config hash {})", desired.config_hash),
-            );
-        }
-        let mut states = Vec::new();
-        let deployments = self.api::<Deployment>();
-        for (workload, deployment) in &desired.deployments {
-            let name = deployment.name_any();
-            let (live, changed) = apply_if_changed(&deployments, deployment, "Deployment").await?;
-            if changed {
-                self.event(
-                    EventType::Normal,
-                    "DeploymentApplied",
-                    "ApplyDeployment",
-                    format!("applied Deployment {name} (image {})", self.system.spec.image),
-                );
-            }
-            states.push((*workload, WorkloadState::of(&live)));
-        }
-        let services = self.api::<Service>();
-        for service in &desired.services {
-            apply_if_changed(&services, service, "Service").await?;
-        }
-        let hpas = self.api::<HorizontalPodAutoscaler>();
-        let hpa_name = Workload::Api.object_name(&self.system.name_any());
-        match &desired.api_autoscaler {
-            Some(hpa) => {
-                apply_if_changed(&hpas, hpa, "HorizontalPodAutoscaler").await?;
-            }
-            None => {
-                delete_if_present(&hpas, &hpa_name, "HorizontalPodAutoscaler").await?;
-            }
-        }
-        for workload in &desired.disabled {
-            let name = workload.object_name(&self.system.name_any());
-            if delete_if_present(&deployments, &name, "Deployment").await? {
-                self.event(
-                    EventType::Normal,
-                    "WorkloadRemoved",
-                    "DeleteDeployment",
-                    format!("deleted Deployment {name}: turned off in the spec"),
-                );
-            }
-            delete_if_present(&services, &name, "Service").await?;
-            states.push((*workload, WorkloadState::Disabled));
-        }
-        self.delete_superseded_jobs(desired).await?;
-        states.sort_by_key(|(w, _)| *w);
-        Ok(states)
+    #[tokio::test]
+    async fn a_migrated_new_image_applies_its_schema_job_and_still_leaves_the_old_deployments_alone() {
+        let old = OrderingSystem::test().finalized().with_ready_status();
+        let system = old.clone().with_image(NEW_IMAGE);
+        assert_ne!(old.desired().schema_job.name_any(), system.desired().schema_job.name_any());
+        let migrate = system.desired().migrate_job.succeeded();
+        let running = Live::of(&old).deployments;
+        pass(system, |system| Scenario::NewImageMigrated { system, migrate, running }).await;
     }
 
-    /// Workload states without changing anything: existing Deployments keep running (an older
-    /// image until the new image's migrations succeed).
-    async fn observe_workloads(&self, desired: &Desired) -> Result<Vec<(Workload, WorkloadState)>, Error> {
-        let api = self.api::<Deployment>();
-        let mut states = Vec::new();
-        for workload in Workload::ALL {
-            let name = workload.object_name(&self.system.name_any());
-            let state = if desired.disabled.contains(&workload) {
-                WorkloadState::Disabled
-            } else {
-                match api.get_opt(&name).await.map_err(kube_err(format!("read Deployment {name}")))? {
-                    Some(live) => WorkloadState::of(&live),
-                    None => WorkloadState::Waiting,
-                }
-            };
-            states.push((workload, state));
-        }
-        Ok(states)
+    #[tokio::test]
+    async fn both_jobs_succeeded_roll_out_the_config_map_deployments_and_services() {
+        let system = OrderingSystem::test().finalized();
+        let desired = system.desired();
+        let (migrate, schema) = (desired.migrate_job.succeeded(), desired.schema_job.succeeded());
+        pass(system, |system| Scenario::RollOut { system, migrate, schema }).await;
     }
 
-    /// Once the current image is migrated, the Jobs of earlier images are only clutter.
-    async fn delete_superseded_jobs(&mut self, desired: &Desired) -> Result<(), Error> {
-        let api = self.api::<Job>();
-        let current = [desired.migrate_job.name_any(), desired.schema_job.name_any()];
-        let selector = format!(
-            "{INSTANCE_LABEL}={},{MANAGED_BY_LABEL}={MANAGED_BY},{COMPONENT_LABEL} in (migrate,cassandra-schema)",
-            self.system.name_any()
+    #[tokio::test]
+    async fn an_upgrade_applies_only_the_deployments_and_deletes_the_old_images_jobs() {
+        let old = OrderingSystem::test().finalized().with_ready_status();
+        let system = old.clone().with_image(NEW_IMAGE);
+        let (before, after) = (old.desired(), system.desired());
+        let jobs = vec![
+            before.migrate_job.succeeded(),
+            before.schema_job.succeeded(),
+            after.migrate_job.succeeded(),
+            after.schema_job.succeeded(),
+        ];
+        let live = Live::of(&old);
+        pass(system, |system| Scenario::Upgrade { system, jobs, live }).await;
+    }
+
+    #[tokio::test]
+    async fn the_status_is_patched_with_the_observed_generation() {
+        let system = OrderingSystem::test().finalized().with_generation(7);
+        let desired = system.desired();
+        let jobs = vec![desired.migrate_job.succeeded(), desired.schema_job.succeeded()];
+        let live = Live::of(&system);
+        let action = pass(system, |system| Scenario::StatusPatch { system, jobs, live }).await;
+        assert_eq!(action, Action::requeue(RESYNC_READY));
+    }
+
+    #[tokio::test]
+    async fn an_idle_ready_system_is_only_read() {
+        let system = OrderingSystem::test().finalized().with_ready_status();
+        let desired = system.desired();
+        let jobs = vec![desired.migrate_job.succeeded(), desired.schema_job.succeeded()];
+        let live = Live::of(&system);
+        let action = pass(system, |system| Scenario::Idle { system, jobs, live }).await;
+        assert_eq!(action, Action::requeue(RESYNC_READY));
+    }
+
+    #[tokio::test]
+    async fn a_paused_system_is_read_and_reported_never_changed() {
+        let topics = Arc::new(FakeTopics::default());
+        let (ctx, server) = Context::test_with(topics.clone());
+        let system = OrderingSystem::test().finalized().paused();
+        let verifier = server.run(Scenario::Paused(system.clone()));
+        let action = reconcile(Arc::new(system), ctx).await.expect("the pass succeeds");
+        timeout_after_1s(verifier).await;
+        assert_eq!(topics.ensure_calls.load(Ordering::SeqCst), 0, "a paused pass must not create topics");
+        assert_eq!(action, Action::requeue(RESYNC_READY));
+    }
+
+    #[tokio::test]
+    async fn deleting_a_system_retains_its_topics_and_removes_the_finalizer() {
+        let action = pass(OrderingSystem::test().finalized().deleted(), Scenario::Cleanup).await;
+        assert_eq!(action, Action::await_change());
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_names_the_step_and_keeps_the_cause() {
+        let (ctx, server) = Context::test();
+        let system = OrderingSystem::test().finalized();
+        // The API server goes away before the first request is answered.
+        drop(server);
+        let err = reconcile(Arc::new(system.clone()), ctx).await.expect_err("the pass fails");
+        let migrate = system.desired().migrate_job.name_any();
+        assert!(
+            matches!(
+                &err,
+                Error::Finalizer(inner) if matches!(
+                    inner.as_ref(),
+                    finalizer::Error::ApplyFailed(Error::Apply(apply::Error::ReadMigrationJob { name, .. })) if *name == migrate
+                )
+            ),
+            "{err:?}"
         );
-        let jobs = api.list(&ListParams::default().labels(&selector)).await.map_err(kube_err("list Jobs"))?;
-        for job in jobs {
-            let name = job.name_any();
-            if current.contains(&name) || job.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let owned = job.owner_references().iter().any(|o| Some(&o.uid) == self.system.metadata.uid.as_ref());
-            if !owned {
-                continue;
-            }
-            let params =
-                DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
-            api.delete(&name, &params).await.map_err(kube_err(format!("delete Job {name}")))?;
-            self.event(EventType::Normal, "JobDeleted", "DeleteJob", format!("deleted Job {name} of an earlier image"));
-        }
-        Ok(())
+        assert_eq!(err.reason(), "ApiRequestFailed");
+        let text = error_chain(&err);
+        assert!(text.contains(&format!("failed to read the migration Job {migrate}: ")), "{text}");
     }
-}
-
-/// Server-side apply of `object` (with [`FIELD_MANAGER`], taking ownership of conflicting
-/// fields: the OrderingSystem is the source of truth).
-async fn apply_object<K>(api: &Api<K>, object: &K) -> Result<K, kube::Error>
-where
-    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
-    <K as Resource>::DynamicType: Default,
-{
-    let dt = Default::default();
-    // Server-side apply needs apiVersion and kind in the body.
-    let mut value = serde_json::to_value(object).map_err(kube::Error::SerdeError)?;
-    if let Some(map) = value.as_object_mut() {
-        map.insert("apiVersion".to_owned(), K::api_version(&dt).into());
-        map.insert("kind".to_owned(), K::kind(&dt).into());
-    }
-    api.patch(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&value)).await
-}
-
-/// Applies `object` unless the live object already carries the hash of exactly this content.
-/// Returns the live object and whether a write happened.
-async fn apply_if_changed<K>(api: &Api<K>, object: &K, what: &str) -> Result<(K, bool), Error>
-where
-    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
-    <K as Resource>::DynamicType: Default,
-{
-    let content_hash = build::hash(object, "an object to apply")?;
-    let name = object.name_any();
-    if let Some(live) = api.get_opt(&name).await.map_err(kube_err(format!("read {what} {name}")))? {
-        let applied = live.annotations().get(APPLIED_HASH_ANNOTATION);
-        if applied == Some(&content_hash) && live.meta().deletion_timestamp.is_none() {
-            return Ok((live, false));
-        }
-    }
-    let mut object = object.clone();
-    object.annotations_mut().insert(APPLIED_HASH_ANNOTATION.to_owned(), content_hash);
-    let live = apply_object(api, &object).await.map_err(kube_err(format!("apply {what} {name}")))?;
-    Ok((live, true))
-}
-
-/// Deletes `name` when it exists (read first, so an absent object costs no write); returns
-/// whether it did.
-async fn delete_if_present<K>(api: &Api<K>, name: &str, what: &str) -> Result<bool, Error>
-where
-    K: Resource + Clone + DeserializeOwned + Debug,
-{
-    if api.get_opt(name).await.map_err(kube_err(format!("read {what} {name}")))?.is_none() {
-        return Ok(false);
-    }
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-        Err(source) => Err(Error::Kube { step: format!("delete {what} {name}"), source }),
-    }
-}
-
-/// Labels every object of a system carries, for listing.
-pub fn system_selector(system: &str) -> String {
-    let labels = BTreeMap::from([(INSTANCE_LABEL, system), (MANAGED_BY_LABEL, MANAGED_BY)]);
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }

@@ -11,9 +11,6 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The API group of the CRD.
-pub const GROUP: &str = "ordexa.io";
-
 /// An Ordexa ordering system: topics, database migrations and the api, relay, projector and
 /// frontend workloads, reconciled from one manifest.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -116,15 +113,16 @@ pub enum TopicDeletionPolicy {
 
 #[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("self.topicPrefix == oldSelf.topicPrefix").message("topicPrefix is immutable: the events live in the old topics; create a new OrderingSystem to use other topics"))]
+#[x_kube(validation = Rule::new("has(self.topicPrefix) == has(oldSelf.topicPrefix) && (!has(self.topicPrefix) || self.topicPrefix == oldSelf.topicPrefix)").message("topicPrefix is immutable: the events live in the old topics; create a new OrderingSystem to use other topics"))]
 pub struct KafkaSpec {
     /// `host:port[,host:port…]` (`ORDEXA_KAFKA_BOOTSTRAP`).
     #[schemars(length(min = 1))]
     pub bootstrap_servers: String,
-    /// Prefix of the topic names: `<prefix>orders` and `<prefix>orders.dlq`. Immutable.
-    #[serde(default = "default_topic_prefix")]
+    /// Prefix of the topic names: `<prefix>orders` and `<prefix>orders.dlq`. Immutable. Default:
+    /// `<namespace>.<name>.`, so that two systems on one Kafka never share topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]{0,200}$"))]
-    pub topic_prefix: String,
+    pub topic_prefix: Option<String>,
     /// Partitions of both topics. Growing adds partitions; shrinking is refused (Kafka cannot
     /// remove partitions) and reported in the `TopicsReady` condition.
     #[serde(default = "default_partitions")]
@@ -308,9 +306,6 @@ pub struct OrderingSystemStatus {
 fn default_log_level() -> String {
     "info".to_owned()
 }
-fn default_topic_prefix() -> String {
-    "ordexa.".to_owned()
-}
 fn default_keyspace() -> String {
     "ordexa".to_owned()
 }
@@ -338,6 +333,32 @@ pub enum ManifestError {
 }
 
 impl OrderingSystem {
+    /// `<namespace>.<name>.`: unique per system in a cluster.
+    fn identity(&self) -> String {
+        format!(
+            "{}.{}.",
+            self.metadata.namespace.as_deref().unwrap_or("default"),
+            self.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// The topic prefix in force: `spec.kafka.topicPrefix`, else `<namespace>.<name>.`.
+    pub fn topic_prefix(&self) -> String {
+        self.spec.kafka.topic_prefix.clone().unwrap_or_else(|| self.identity())
+    }
+
+    /// The projectors' consumer group, `<namespace>.<name>.projector`: never shared with another
+    /// system, even one given the same topic prefix.
+    pub fn consumer_group(&self) -> String {
+        format!("{}projector", self.identity())
+    }
+
+    /// The relays' Kafka `transactional.id`, `<namespace>.<name>.relay`: a system's relays fence
+    /// each other, never another system's.
+    pub fn transactional_id(&self) -> String {
+        format!("{}relay", self.identity())
+    }
+
     /// Reads one manifest, naming the offending field on error (unknown fields and wrong types
     /// included), as the API server would refuse it.
     pub fn from_yaml(text: &str) -> Result<Self, ManifestError> {
@@ -356,6 +377,31 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_systems_never_share_topics_group_or_transactional_id_by_default() -> Result<(), ManifestError> {
+        let manifest = |namespace: &str, name: &str, prefix: &str| {
+            let spec = format!(
+                "{{image: ordexa:1, postgres: {{urlSecretRef: {{name: pg, key: url}}}}, \
+                 kafka: {{bootstrapServers: \"kafka:9092\"{prefix}}}, cassandra: {{nodes: [\"c:9042\"]}}, \
+                 auth: {{jwtSecretRef: {{name: jwt, key: secret}}}}}}"
+            );
+            format!(
+                "apiVersion: ordexa.io/v1alpha1\nkind: OrderingSystem\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {spec}\n"
+            )
+        };
+        let shop = OrderingSystem::from_yaml(&manifest("retail", "shop", ""))?;
+        let outlet = OrderingSystem::from_yaml(&manifest("retail", "outlet", ""))?;
+        assert_eq!(shop.topic_prefix(), "retail.shop.");
+        assert_ne!(shop.topic_prefix(), outlet.topic_prefix());
+        // Given the same prefix, two systems share topics on purpose, but never a group or an id.
+        let same = OrderingSystem::from_yaml(&manifest("retail", "outlet", ", topicPrefix: retail.shop."))?;
+        assert_eq!(same.topic_prefix(), shop.topic_prefix());
+        assert_ne!(same.consumer_group(), shop.consumer_group());
+        assert_ne!(same.transactional_id(), shop.transactional_id());
+        assert_eq!(shop.consumer_group(), "retail.shop.projector");
+        Ok(())
+    }
 
     #[test]
     fn checked_in_crds_match_the_rust_types() {
@@ -429,7 +475,13 @@ mod tests {
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
         assert_eq!(spec["kafka"]["properties"]["partitions"]["minimum"], 1.0);
         assert_eq!(spec["relay"]["properties"]["replicas"]["minimum"], 0.0);
-        assert_eq!(spec["kafka"]["x-kubernetes-validations"][0]["rule"], "self.topicPrefix == oldSelf.topicPrefix");
+        assert!(
+            spec["kafka"]["x-kubernetes-validations"][0]["rule"]
+                .as_str()
+                .is_some_and(|rule| rule.contains("self.topicPrefix == oldSelf.topicPrefix")),
+            "{}",
+            spec["kafka"]["x-kubernetes-validations"]
+        );
         assert_eq!(
             spec["api"]["properties"]["autoscaling"]["x-kubernetes-validations"][0]["rule"],
             "self.minReplicas <= self.maxReplicas"

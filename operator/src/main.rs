@@ -4,14 +4,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use kube::api::ListParams;
 use kube::{Api, Client};
 use ordexa_operator::controller::{self, Context};
 use ordexa_operator::crd::{self, OrderingSystem};
 use ordexa_operator::leader::{LeaderError, LeaseLock, Timing};
-use ordexa_operator::telemetry::{self, Readiness, TelemetryError};
-use tokio::sync::watch;
+use ordexa_platform::telemetry::{LogFormat, init_tracing};
+use ordexa_platform::{Health, Shutdown, env};
 
 #[derive(Debug, Parser)]
 #[command(name = "ordexa-operator", version, about = "Ordexa Kubernetes operator")]
@@ -28,34 +28,28 @@ enum Command {
     Crd,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Listen address of /metrics, /healthz and /readyz.
-    #[arg(long, env = "ORDEXA_OPERATOR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = env::OPERATOR_METRICS_ADDR, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
     /// Take a Lease before reconciling, so that several replicas are safe.
-    #[arg(long, env = "ORDEXA_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = env::OPERATOR_LEADER_ELECTION, default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
     /// Name of the leader-election Lease.
-    #[arg(long, env = "ORDEXA_OPERATOR_LEASE_NAME", default_value = "ordexa-operator")]
+    #[arg(long, env = env::OPERATOR_LEASE_NAME, default_value = "ordexa-operator")]
     lease_name: String,
     /// Namespace of the Lease (in a pod: its own namespace, from the downward API).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    #[arg(long, env = env::POD_NAMESPACE, default_value = "default")]
     lease_namespace: String,
     /// This replica's identity in the Lease and in Events (in a pod: its name).
-    #[arg(long, env = "POD_NAME")]
+    #[arg(long, env = env::POD_NAME)]
     identity: Option<String>,
     /// Watch only this namespace (the default is every namespace).
-    #[arg(long, env = "ORDEXA_OPERATOR_WATCH_NAMESPACE")]
+    #[arg(long, env = env::OPERATOR_WATCH_NAMESPACE)]
     watch_namespace: Option<String>,
     /// Log format.
-    #[arg(long, env = "ORDEXA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = env::LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
 
@@ -69,8 +63,8 @@ enum Error {
         "the OrderingSystem CRD is not served by the API server ({0}); install it: ordexa-operator crd | kubectl apply -f -"
     )]
     CrdMissing(#[source] kube::Error),
-    #[error(transparent)]
-    Telemetry(#[from] TelemetryError),
+    #[error("failed to listen on {addr} (--metrics-addr): {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("leader election: {0}")]
     Leader(#[from] Box<LeaderError>),
     #[error("tokio runtime: {0}")]
@@ -82,7 +76,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crd => print_crd(),
         Command::Run(args) => {
-            telemetry::init_tracing(matches!(args.log_format, LogFormat::Json));
+            init_tracing(args.log_format);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -105,44 +99,17 @@ fn print_crd() -> Result<(), Error> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the operator");
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("shutdown requested");
-}
-
 async fn run(args: RunArgs) -> Result<(), Error> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let shutdown = Shutdown::on_signals();
+    let stopped = |mut shutdown: Shutdown| async move { shutdown.wait().await };
+    let stop_rx = shutdown.clone();
 
-    let readiness = Readiness::default();
-    let server = telemetry::serve(args.metrics_addr, readiness.clone(), stopped(stop_rx.clone())).await?;
-    let server = tokio::spawn(server);
+    // Ready once connected: a standby is ready to take over.
+    let health = Health::new("connecting to the Kubernetes API server");
+    let ops = ordexa_platform::ops_router("operator", health.clone());
+    let server = ordexa_platform::spawn_ops_server(args.metrics_addr, ops, shutdown.clone())
+        .await
+        .map_err(|source| Error::Listen { addr: args.metrics_addr, source })?;
 
     let client = Client::try_default().await.map_err(Error::Client)?;
     let systems: Api<OrderingSystem> = match &args.watch_namespace {
@@ -151,7 +118,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     };
     systems.list(&ListParams::default().limit(1)).await.map_err(Error::CrdMissing)?;
     // A standby replica is healthy and ready to take over; readiness means "connected".
-    readiness.set(true);
+    health.ready();
 
     let identity = args.identity.clone().unwrap_or_else(|| format!("ordexa-operator-{}", std::process::id()));
     let lock = args
@@ -166,10 +133,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     }
 
     let ctx = Arc::new(Context::new(client, Some(identity)));
-    let mut stop_for_controller = stop_rx.clone();
-    let controller = tokio::spawn(controller::run(ctx, args.watch_namespace.clone(), async move {
-        let _ = stop_for_controller.wait_for(|stop| *stop).await;
-    }));
+    let controller = tokio::spawn(controller::run(ctx, args.watch_namespace.clone(), stopped(stop_rx.clone())));
     let outcome = match &lock {
         Some(lock) => {
             tokio::select! {

@@ -32,6 +32,12 @@ pub enum Role {
     /// Inspect and replay dead letters.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Inspect the outbox: the rows Kafka refused for good.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// Compare the write model with the read model order by order; report, and with --repair
+    /// rewrite, every order whose read-model rows differ. Exits non-zero while any differs.
+    Reconcile(ReconcileArgs),
     /// Apply the PostgreSQL migrations (safe to run from several processes at once).
     Migrate(MigrateArgs),
     /// Create the Cassandra keyspace and tables (versioned; safe to run from several processes).
@@ -156,6 +162,63 @@ pub enum DlqCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub cassandra: CassandraArgs,
+    /// Rewrite each differing order's read-model rows from the write model.
+    #[arg(long)]
+    pub repair: bool,
+    /// How long a difference may last before it counts: orders changed just now are still being
+    /// projected.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
+    /// Orders read from PostgreSQL per page.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub page_size: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Outbox rows Kafka refused for good (too large, invalid), which the relay moved aside so
+    /// that the rows after them went on.
+    #[command(subcommand)]
+    Dead(DeadLetterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List them: id, order, version, size, reason, time.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Show at most this many, oldest first.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Print one of them with its event.
+    Show {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Its id (as `list` shows).
+        id: i64,
+    },
+    /// Move them back into the outbox, to be published again (after what changed since, e.g. a
+    /// larger `max.message.bytes` on the topic).
+    Retry {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The ids to retry.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        /// Retry every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct DevArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -181,6 +244,11 @@ pub struct DevArgs {
     /// Partitions of the topics created at start-up.
     #[arg(long, env = env::TOPIC_PARTITIONS, default_value_t = 6)]
     pub partitions: i32,
+    #[command(flatten)]
+    pub limits: ApiLimits,
+    /// How long an Idempotency-Key is kept; older keys are purged. At least 1m.
+    #[arg(long, env = env::IDEMPOTENCY_KEY_TTL, default_value = "24h", value_parser = parse_idempotency_key_ttl)]
+    pub idempotency_key_ttl: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -200,9 +268,60 @@ pub struct ApiArgs {
     /// Largest PostgreSQL connection pool.
     #[arg(long, env = env::DATABASE_MAX_CONNECTIONS, default_value_t = 16)]
     pub database_max_connections: u32,
+    #[command(flatten)]
+    pub limits: ApiLimits,
+    /// How long an Idempotency-Key is kept (a retry with it returns the first response); older
+    /// keys are purged. At least 1m.
+    #[arg(long, env = env::IDEMPOTENCY_KEY_TTL, default_value = "24h", value_parser = parse_idempotency_key_ttl)]
+    pub idempotency_key_ttl: Duration,
+}
+
+/// The bounds every API request is held to.
+#[derive(Debug, Args)]
+pub struct ApiLimits {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = env::BODY_LIMIT, default_value_t = ordexa_api::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
+    /// Longest time one API request may take; longer ones are answered 503 `timeout` (with
+    /// Retry-After). Must exceed --read-wait.
+    #[arg(long, env = env::REQUEST_TIMEOUT, default_value = "10s", value_parser = parse_positive_duration)]
+    pub request_timeout: Duration,
+    /// Most API requests worked on at once; more are answered 503 `overloaded` (with
+    /// Retry-After) at once.
+    #[arg(long, env = env::MAX_IN_FLIGHT, default_value_t = ordexa_api::DEFAULT_MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_in_flight: u32,
+    /// Longest time one Cassandra request of the API may take; a read model that does not
+    /// answer within it makes reads answer 503 `read-model-unavailable`.
+    #[arg(long, env = env::READ_MODEL_TIMEOUT, default_value = "2s", value_parser = parse_positive_duration)]
+    pub read_model_timeout: Duration,
+}
+
+impl ApiLimits {
+    pub fn limits(&self) -> ordexa_api::Limits {
+        ordexa_api::Limits {
+            body_limit: self.body_limit,
+            request_timeout: self.request_timeout,
+            max_in_flight: usize::try_from(self.max_in_flight).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+fn parse_positive_duration(raw: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(raw) {
+        Ok(d) if d.is_zero() => Err("must be longer than 0s".to_owned()),
+        Ok(d) => Ok(d),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+fn parse_idempotency_key_ttl(raw: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(raw) {
+        Ok(d) if d < Duration::from_secs(60) => {
+            Err("must be at least 1m: clients retry a create for longer than that".to_owned())
+        }
+        Ok(d) => Ok(d),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +350,10 @@ pub struct RelayTuning {
     /// published ones (0: never; autovacuum alone, which may look only once a minute).
     #[arg(long, env = env::RELAY_VACUUM_EVERY, default_value_t = ordexa_relay::DEFAULT_VACUUM_EVERY)]
     pub relay_vacuum_every: u64,
+    /// The producer's Kafka `transactional.id`, shared by the system's relays so that each new
+    /// leader fences the ones before it (default: `<prefix>relay`).
+    #[arg(long, env = env::RELAY_TRANSACTIONAL_ID)]
+    pub relay_transactional_id: Option<String>,
 }
 
 impl RelayTuning {
@@ -243,6 +366,7 @@ impl RelayTuning {
             poll_interval: self.relay_poll_interval,
             batches_in_flight: usize::from(self.relay_batches_in_flight),
             vacuum_every: self.relay_vacuum_every,
+            transactional_id: self.relay_transactional_id.clone(),
         }
     }
 }
@@ -314,4 +438,41 @@ pub struct WebArgs {
     /// HS256 secret the development tokens are signed with.
     #[arg(long, env = env::JWT_SECRET, hide_env_values = true)]
     pub jwt_secret: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn api(extra: &[&str]) -> Result<ApiArgs, clap::Error> {
+        let base =
+            ["ordexa", "api", "--database-url", "postgres://x/y", "--jwt-secret", "s", "--cassandra-nodes", "c:9042"];
+        match Cli::try_parse_from(base.iter().chain(extra)) {
+            Ok(Cli { role: Role::Api(args), .. }) => Ok(args),
+            Ok(other) => panic!("parsed as another role: {other:?}"),
+            Err(err) => Err(err),
+        }
+    }
+
+    #[test]
+    fn the_api_bounds_have_defaults_and_refuse_values_that_cannot_work() -> Result<(), clap::Error> {
+        let defaults = api(&[])?;
+        assert_eq!(defaults.limits.request_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.limits.max_in_flight, ordexa_api::DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(defaults.idempotency_key_ttl, Duration::from_secs(24 * 60 * 60));
+        let set = api(&["--request-timeout", "30s", "--max-in-flight", "64", "--idempotency-key-ttl", "7days"])?;
+        assert_eq!(set.limits.limits().max_in_flight, 64);
+        assert_eq!(set.idempotency_key_ttl, Duration::from_secs(7 * 24 * 60 * 60));
+        for refused in [
+            &["--idempotency-key-ttl", "30s"][..],
+            &["--request-timeout", "0s"],
+            &["--max-in-flight", "0"],
+            &["--read-model-timeout", "0ms"],
+        ] {
+            assert!(api(refused).is_err(), "{refused:?} was accepted");
+        }
+        Ok(())
+    }
 }

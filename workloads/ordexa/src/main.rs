@@ -3,7 +3,10 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use ordexa::cli::{ApiArgs, CassandraArgs, Cli, DevArgs, DlqCommand, ProjectorArgs, RelayArgs, Role, WebArgs};
+use ordexa::cli::{
+    ApiArgs, CassandraArgs, Cli, DeadLetterCommand, DevArgs, DlqCommand, OutboxCommand, ProjectorArgs, ReconcileArgs,
+    RelayArgs, Role, WebArgs,
+};
 
 #[derive(Debug, thiserror::Error)]
 enum Error {
@@ -27,6 +30,14 @@ enum Error {
     Projector(#[from] ordexa_projector::ProjectorError),
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
+    #[error("no dead letter with id {0} in the outbox (see `ordexa outbox dead list`)")]
+    NoSuchDeadLetter(i64),
+    #[error(transparent)]
+    Reconcile(#[from] ordexa_projector::reconcile::ReconcileError),
+    #[error("{0} order(s) differ between the write model and the read model")]
+    ReadModelDiffers(u64),
+    #[error("{0}")]
+    Config(String),
 }
 
 async fn run(role: Role) -> Result<(), Error> {
@@ -70,6 +81,8 @@ async fn run(role: Role) -> Result<(), Error> {
             Ok(())
         }
         Role::Dlq(command) => dlq(command).await,
+        Role::Outbox(OutboxCommand::Dead(command)) => outbox_dead_letters(command).await,
+        Role::Reconcile(args) => reconcile(args).await,
         Role::Web(args) => web(args).await,
         Role::Dev(args) => dev(args).await,
     }
@@ -81,18 +94,38 @@ async fn read_model(args: &CassandraArgs) -> Result<std::sync::Arc<ordexa_readmo
     Ok(std::sync::Arc::new(ordexa_readmodel::ReadModel::new(session, &args.cassandra_keyspace).await?))
 }
 
+/// The API needs PostgreSQL to start; Cassandra it connects to in the background when it does
+/// not answer yet (reads answer 503 until then, commands work).
 async fn api(args: ApiArgs) -> Result<(), Error> {
+    if args.limits.request_timeout <= args.read_wait {
+        return Err(Error::Config(format!(
+            "--request-timeout ({:?}) must be longer than --read-wait ({:?}), or every read that waits times out",
+            args.limits.request_timeout, args.read_wait
+        )));
+    }
     let auth = ordexa_platform::auth::Hs256Tokens::new(args.jwt.jwt_secret.as_bytes())?;
     let pool = ordexa_store::connect(&args.database.database_url, args.database_max_connections).await?;
-    let reads = read_model(&args.cassandra).await?;
-    let state = ordexa_api::AppState::new(ordexa_store::Store::new(pool), reads, auth).with_read_wait(args.read_wait);
-    let app = ordexa_api::router(state, args.body_limit);
+    let store = ordexa_store::Store::new(pool);
+    let shutdown = ordexa_platform::Shutdown::on_signals();
+    let target = ordexa_api::ReadModelTarget {
+        nodes: args.cassandra.cassandra_nodes.clone(),
+        keyspace: args.cassandra.cassandra_keyspace.clone(),
+        request_timeout: args.limits.read_model_timeout,
+    };
+    let reads = ordexa_api::ReadSide::connect_in_background(target, shutdown.clone()).await;
+    let state = ordexa_api::AppState::with_read_side(store.clone(), reads, auth).with_read_wait(args.read_wait);
+    let app = ordexa_api::router(state, args.limits.limits());
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .map_err(|source| Error::Listen { addr: args.http_addr, source })?;
+    let purge = ordexa_api::IdempotencyPurge::new(store, args.idempotency_key_ttl);
+    let purge = tokio::spawn(purge.run(shutdown.clone()));
     tracing::info!(addr = %args.http_addr, "api listening");
-    let mut shutdown = ordexa_platform::Shutdown::on_signals();
-    ordexa_api::serve(listener, app, async move { shutdown.wait().await }).await.map_err(Error::Serve)?;
+    let mut api_shutdown = shutdown;
+    ordexa_api::serve(listener, app, async move { api_shutdown.wait().await }).await.map_err(Error::Serve)?;
+    if let Err(err) = purge.await {
+        tracing::warn!(error = %err, "idempotency purge task failed");
+    }
     tracing::info!("api stopped");
     Ok(())
 }
@@ -177,6 +210,77 @@ async fn dlq(command: DlqCommand) -> Result<(), Error> {
     Ok(())
 }
 
+async fn reconcile(args: ReconcileArgs) -> Result<(), Error> {
+    let store = ordexa_store::Store::new(ordexa_store::connect(&args.database.database_url, 4).await?);
+    let model = read_model(&args.cassandra).await?;
+    let options =
+        ordexa_projector::reconcile::Options { repair: args.repair, settle: args.settle, page: args.page_size };
+    let report = ordexa_projector::reconcile::reconcile(&store, &model, options).await?;
+    for difference in &report.differences {
+        println!("{difference}");
+    }
+    println!(
+        "reconcile: {} orders checked, {} differ from the write model, {} repaired",
+        report.checked,
+        report.differences.len(),
+        report.repaired
+    );
+    let left = report.differences.len() as u64 - report.repaired;
+    if left > 0 { Err(Error::ReadModelDiffers(left)) } else { Ok(()) }
+}
+
+async fn outbox_dead_letters(command: DeadLetterCommand) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match command {
+        DeadLetterCommand::List { database, limit } => {
+            let pool = ordexa_store::connect(&database.database_url, 1).await?;
+            let letters = ordexa_store::outbox::dead_letters(&pool, limit).await?;
+            writeln!(out, "{} dead letter(s) in the outbox", letters.len()).map_err(Error::Stdout)?;
+            for d in &letters {
+                writeln!(
+                    out,
+                    "{}\torder={}\tversion={}\ttype={}\tbytes={}\tat={}\treason={}",
+                    d.id,
+                    d.aggregate_id,
+                    d.aggregate_version,
+                    d.event_type,
+                    d.payload_bytes,
+                    d.dead_lettered_at.to_rfc3339(),
+                    d.reason
+                )
+                .map_err(Error::Stdout)?;
+            }
+        }
+        DeadLetterCommand::Show { database, id } => {
+            let pool = ordexa_store::connect(&database.database_url, 1).await?;
+            let Some((d, payload)) = ordexa_store::outbox::dead_letter(&pool, id).await? else {
+                return Err(Error::NoSuchDeadLetter(id));
+            };
+            writeln!(
+                out,
+                "id: {}\norder: {}\nversion: {}\ntype: {}\nevent id: {}\nwritten: {}\nrefused: {}\nreason: {}\nbytes: {}\nevent:\n{payload}",
+                d.id,
+                d.aggregate_id,
+                d.aggregate_version,
+                d.event_type,
+                d.event_id,
+                d.created_at.to_rfc3339(),
+                d.dead_lettered_at.to_rfc3339(),
+                d.reason,
+                d.payload_bytes
+            )
+            .map_err(Error::Stdout)?;
+        }
+        DeadLetterCommand::Retry { database, ids, all } => {
+            let pool = ordexa_store::connect(&database.database_url, 1).await?;
+            let moved = ordexa_store::outbox::retry_dead_letters(&pool, (!all).then_some(ids.as_slice())).await?;
+            writeln!(out, "moved {moved} dead letter(s) back into the outbox").map_err(Error::Stdout)?;
+        }
+    }
+    Ok(())
+}
+
 /// Everything the local system needs, in one process: the schema steps, then api, relay and
 /// projector until Ctrl-C.
 async fn dev(args: DevArgs) -> Result<(), Error> {
@@ -209,17 +313,28 @@ async fn dev(args: DevArgs) -> Result<(), Error> {
     let relay_config = args.relay.config(&args.database, &args.kafka);
     let relay = tokio::spawn(ordexa_relay::run(relay_config, relay_health, shutdown.clone()));
     let projector_config = args.tuning.config(&args.kafka);
-    let projector =
-        tokio::spawn(ordexa_projector::run(projector_config, reads.clone(), projector_health, shutdown.clone()));
+    let projector = tokio::spawn(ordexa_projector::run(projector_config, reads, projector_health, shutdown.clone()));
 
     let auth = ordexa_platform::auth::Hs256Tokens::new(args.jwt.jwt_secret.as_bytes())?;
-    let app = ordexa_api::router(ordexa_api::AppState::new(store, reads, auth), ordexa_api::DEFAULT_BODY_LIMIT);
+    let purge =
+        tokio::spawn(ordexa_api::IdempotencyPurge::new(store.clone(), args.idempotency_key_ttl).run(shutdown.clone()));
+    // The API's reads get a session of their own, whose requests time out like `ordexa api`'s.
+    let target = ordexa_api::ReadModelTarget {
+        nodes: args.cassandra.cassandra_nodes.clone(),
+        keyspace: args.cassandra.cassandra_keyspace.clone(),
+        request_timeout: args.limits.read_model_timeout,
+    };
+    let read_side = ordexa_api::ReadSide::connect_in_background(target, shutdown.clone()).await;
+    let app = ordexa_api::router(ordexa_api::AppState::with_read_side(store, read_side, auth), args.limits.limits());
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .map_err(|source| Error::Listen { addr: args.http_addr, source })?;
     tracing::info!(api = %args.http_addr, relay = %args.relay_addr, projector = %args.projector_addr, "ordexa dev running");
     let mut api_shutdown = shutdown.clone();
     ordexa_api::serve(listener, app, async move { api_shutdown.wait().await }).await.map_err(Error::Serve)?;
+    if let Err(err) = purge.await {
+        tracing::warn!(error = %err, "idempotency purge task failed");
+    }
     match relay.await {
         Ok(result) => result?,
         Err(err) => tracing::warn!(error = %err, "relay task failed"),

@@ -12,11 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{World, free_port, order_with_history, read_model_keyspace, server_script, spawn_projector, spawn_relay};
-use ordexa_domain::{Order, OrderId, OrderStatus};
-use ordexa_readmodel::ReadModel;
-use ordexa_store::{Actor, Store};
+use ordexa_projector::reconcile::{Options, reconcile};
 use ordexa_testkit::{self as kit, Failure, TestResult};
-use scylla::value::CqlTimestamp;
 
 const WRITERS: usize = 6;
 
@@ -61,73 +58,32 @@ async fn a_kafka_crash_under_load_leaves_no_event_unprojected() -> TestResult {
     }
     world.wait_drained(Duration::from_secs(120)).await?;
 
-    let differ = wait_converged(&world.store, &model, &keyspace, &ids, Duration::from_secs(90)).await?;
+    // Every order of the write model agrees with all three read-model tables (`ordexa
+    // reconcile`), once the projection caught up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let options = Options { repair: false, settle: Duration::from_secs(2), page: 1000 };
+    let report = loop {
+        let report = reconcile(&world.store, &model, options).await?;
+        if report.differences.is_empty() || tokio::time::Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
     relay.terminate()?;
     for projector in projectors {
         projector.terminate()?;
     }
-    println!("kafka crash: {} orders, {} differ from the write model", ids.len(), differ.len());
-    assert!(differ.is_empty(), "orders never projected (first 20): {:#?}", &differ[..differ.len().min(20)]);
+    println!(
+        "kafka crash: {} orders written, {} in the write model, {} differ from the read model",
+        ids.len(),
+        report.checked,
+        report.differences.len()
+    );
+    let shown: Vec<String> = report.differences.iter().take(20).map(ToString::to_string).collect();
+    assert!(report.differences.is_empty(), "orders never projected (first 20): {shown:#?}");
+    assert_eq!(report.checked, ids.len() as u64);
     drop_keyspace(&keyspace).await?;
     world.finish().await
-}
-
-/// Waits until every order of `ids` reads the same in the read model as in the write model;
-/// returns those that still differ at the deadline, with what each table holds.
-async fn wait_converged(
-    store: &Store,
-    model: &ReadModel,
-    keyspace: &str,
-    ids: &[OrderId],
-    within: Duration,
-) -> Result<Vec<String>, Failure> {
-    let staff = Actor { user_id: "staff".into(), is_admin: true };
-    let mut expected = Vec::with_capacity(ids.len());
-    for id in ids {
-        expected.push(store.get_order(*id, &staff).await?);
-    }
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let mut differ = Vec::new();
-        for order in &expected {
-            if let Some(why) = differs(model, keyspace, order).await? {
-                differ.push(why);
-            }
-        }
-        if differ.is_empty() || tokio::time::Instant::now() > deadline {
-            return Ok(differ);
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-/// How the read model differs from `order`, if it does: `orders_by_id` holds another version,
-/// or `orders_by_status` does not hold the order under exactly its status.
-async fn differs(model: &ReadModel, keyspace: &str, order: &Order) -> Result<Option<String>, Failure> {
-    let projected = model.get(order.id).await?.map(|o| (o.version, o.status));
-    let mut statuses = Vec::new();
-    for status in OrderStatus::ALL {
-        let cql = format!(
-            "SELECT version FROM {keyspace}.orders_by_status WHERE status = ? AND bucket = ? AND created_at = ? AND order_id = ?"
-        );
-        let bucket = CqlTimestamp(ordexa_readmodel::bucket_of(order.created_at));
-        let created = CqlTimestamp(order.created_at.timestamp_millis());
-        let rows = model
-            .session()
-            .query_unpaged(cql, (status.as_str(), bucket, created, order.id.0))
-            .await?
-            .into_rows_result()?;
-        if rows.rows_num() > 0 {
-            statuses.push(status);
-        }
-    }
-    if projected == Some((order.version, order.status)) && statuses == [order.status] {
-        return Ok(None);
-    }
-    Ok(Some(format!(
-        "order {} v{} {:?}: orders_by_id {projected:?}, orders_by_status under {statuses:?}",
-        order.id, order.version, order.status
-    )))
 }
 
 async fn drop_keyspace(keyspace: &str) -> TestResult {

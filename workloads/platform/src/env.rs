@@ -45,12 +45,22 @@ pub const JWT_SECRET: &str = "ORDEXA_JWT_SECRET";
 pub const READ_WAIT: &str = "ORDEXA_READ_WAIT";
 /// Largest accepted request body, in bytes.
 pub const BODY_LIMIT: &str = "ORDEXA_BODY_LIMIT";
+/// Longest time one API request may take before it is answered 503.
+pub const REQUEST_TIMEOUT: &str = "ORDEXA_REQUEST_TIMEOUT";
+/// Most API requests one process works on at once; more are answered 503.
+pub const MAX_IN_FLIGHT: &str = "ORDEXA_MAX_IN_FLIGHT";
+/// Longest time one Cassandra request of the API may take.
+pub const READ_MODEL_TIMEOUT: &str = "ORDEXA_READ_MODEL_TIMEOUT";
+/// How long idempotency keys are kept before they are purged.
+pub const IDEMPOTENCY_KEY_TTL: &str = "ORDEXA_IDEMPOTENCY_KEY_TTL";
 
 // The relay.
 pub const RELAY_BATCH_SIZE: &str = "ORDEXA_RELAY_BATCH_SIZE";
 pub const RELAY_POLL_INTERVAL: &str = "ORDEXA_RELAY_POLL_INTERVAL";
 pub const RELAY_BATCHES_IN_FLIGHT: &str = "ORDEXA_RELAY_BATCHES_IN_FLIGHT";
 pub const RELAY_VACUUM_EVERY: &str = "ORDEXA_RELAY_VACUUM_EVERY";
+/// The relays' Kafka `transactional.id` (default `<prefix>relay`); one per system.
+pub const RELAY_TRANSACTIONAL_ID: &str = "ORDEXA_RELAY_TRANSACTIONAL_ID";
 
 // The projector.
 pub const PROJECTOR_GROUP: &str = "ORDEXA_PROJECTOR_GROUP";

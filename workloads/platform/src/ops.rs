@@ -11,23 +11,45 @@ use axum::routing::get;
 
 use crate::{Health, Shutdown, metrics_response};
 
-/// What `/readyz` asks: `Ok` when the process can do its work now, else why not.
+/// What `/readyz` and `/healthz` ask.
 pub trait Readiness: Clone + Send + Sync + 'static {
+    /// `Ok` when the process can do its work now, else why not (`/readyz`).
     fn check(&self) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// `Ok` unless the process is stuck and should be restarted (`/healthz`).
+    fn live(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 impl Readiness for Health {
     async fn check(&self) -> Result<(), String> {
         Health::check(self)
     }
+
+    fn live(&self) -> Result<(), String> {
+        Health::live(self)
+    }
 }
 
-/// `/healthz` (the process serves), `/readyz` (from `readiness`, naming `role`) and `/metrics`.
+/// `/healthz` (live: serving and not stuck), `/readyz` (from `readiness`, naming `role`) and
+/// `/metrics`.
 /// Installs the process's metrics recorder if nothing did yet: what is recorded before it is lost.
 pub fn ops_router<R: Readiness>(role: &'static str, readiness: R) -> Router {
     let _ = crate::prometheus();
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(move |State(readiness): State<R>| async move {
+                match readiness.live() {
+                    Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok", "role": role}))),
+                    Err(reason) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({"status": "stuck", "role": role, "reason": reason})),
+                    ),
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move |State(readiness): State<R>| async move {

@@ -1,10 +1,16 @@
-//! The relay's producer (talks to Kafka), whose delivery reports are counted per batch.
+//! The relay's producer (talks to Kafka): transactional, with delivery reports counted per
+//! batch and the rows Kafka refuses for good named.
 //!
-//! The relay needs one answer per batch: did Kafka take every message of it? A future per message
-//! (rdkafka's `FutureProducer`) costs a channel per message and wakes the waiting task from the
-//! producer's polling thread once per message. Here every message of a batch carries the same
-//! shared counter; the polling thread counts the reports down and wakes the relay once, when the
-//! last one arrives, with the first error any message of the batch got.
+//! Fencing. Every replica uses the same `transactional.id` (one per system, from the topic
+//! prefix), and a leader initialises its producer's transactions when its term starts. That
+//! fences every earlier producer with the id: a leader that was stopped or cut off and wakes after
+//! another took over gets its produce and commit requests refused, and the transaction it had
+//! open is aborted by Kafka, so consumers reading committed messages never see it.
+//!
+//! One answer per batch. A future per message (rdkafka's `FutureProducer`) costs a channel per
+//! message and wakes the waiting task from the producer's polling thread once per message. Here
+//! every message of a batch carries the same shared tally; the polling thread counts the reports
+//! down and wakes the relay once, when the last one arrives.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,7 +18,7 @@ use std::time::Duration;
 
 use futures::channel::oneshot;
 use rdkafka::config::FromClientConfigAndContext;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
@@ -23,55 +29,44 @@ use crate::RelayError;
 /// The relay's producer: a polling thread runs the delivery reports, counted per batch.
 pub(crate) type BatchProducer = ThreadedProducer<BatchContext>;
 
-/// An idempotent, gapless producer: retries keep per-partition order, and an error that would
-/// leave a gap is fatal rather than silent, so the relay rebuilds the producer and republishes.
-pub(crate) fn producer(bootstrap: &str) -> Result<BatchProducer, RelayError> {
+/// How long [`init`] waits for Kafka to fence earlier producers and hand out a producer id.
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A transactional producer with `transactional_id`; acks from all in-sync replicas, idempotent
+/// (implied by transactions), compressed. A `careful` one sends each message in a record batch
+/// of its own, so that a batch Kafka refuses names exactly one row (see `publisher`).
+pub(crate) fn producer(bootstrap: &str, transactional_id: &str, careful: bool) -> Result<BatchProducer, RelayError> {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", transactional_id)
         .set("enable.idempotence", "true")
-        .set("enable.gapless.guarantee", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")
         .set("linger.ms", "2")
-        .set("batch.num.messages", "10000")
+        .set("batch.num.messages", if careful { "1" } else { "10000" })
+        // Careful: nothing else in flight behind a refused record batch, so an abort has only
+        // queued messages to purge.
+        .set("max.in.flight.requests.per.connection", if careful { "1" } else { "5" })
         // The same key → partition mapping as Kafka's Java clients.
-        .set("partitioner", "murmur2_random")
-        // Never give up on a message: a timed-out message could leave a gap that a later batch
-        // fills past. While Kafka is away the relay waits, not ready, and goes on when it is back.
-        .set("message.timeout.ms", "0");
+        .set("partitioner", "murmur2_random");
     Ok(BatchProducer::from_config_and_context(&client, BatchContext)?)
 }
 
-/// Asks Kafka, in the background, for the topic's partitions and their leaders, so that the first
-/// batch after a start need not wait for them. Best effort: should Kafka not answer, the producer
-/// finds them itself once it does.
-///
-/// It asks twice. The idempotent producer cannot send before it has a producer id, which it
-/// requests when a metadata answer arrives while it has a connection to a broker it knows by id,
-/// else when its 500 ms retry timer fires. The first answer comes over the bootstrap connection,
-/// which librdkafka then closes, opening one to the broker the answer names; the second answer
-/// comes over that one (`docs/adr/`: the producer id at start).
-pub(crate) fn warm_up(producer: &Arc<BatchProducer>, topic: &str) {
-    let (producer, topic) = (Arc::clone(producer), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        for _ in 0..2 {
-            match producer.client().fetch_metadata(Some(&topic), WARM_UP_TIMEOUT) {
-                Ok(metadata) => {
-                    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
-                    tracing::debug!(topic, partitions, "the topic's partitions are known");
-                }
-                Err(err) => {
-                    tracing::debug!(topic, error = %err, "cannot fetch the topic's partitions yet");
-                    return;
-                }
-            }
-        }
-    });
+/// Initialises `producer`'s transactions, fencing every earlier producer with its id.
+pub(crate) async fn init(producer: &Arc<BatchProducer>) -> Result<(), RelayError> {
+    let producer = Arc::clone(producer);
+    tokio::task::spawn_blocking(move || producer.init_transactions(INIT_TIMEOUT)).await??;
+    Ok(())
 }
 
-/// How long [`warm_up`] waits for Kafka.
-const WARM_UP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Whether Kafka refuses this message for good, whatever is retried: it is larger than the
+/// producer, broker or topic allows, or a record Kafka finds invalid. Such a row is moved to the
+/// dead letters instead of stopping every row after it. Errors about the topic as a whole (an
+/// ACL, a missing topic) are not: every row would fail alike, so the relay waits, not ready.
+pub(crate) fn refused_for_good(err: &KafkaError) -> bool {
+    matches!(err.rdkafka_error_code(), Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidRecord))
+}
 
 /// Counts each batch's delivery reports (see the module documentation).
 pub(crate) struct BatchContext;
@@ -79,21 +74,35 @@ pub(crate) struct BatchContext;
 impl ClientContext for BatchContext {}
 
 impl ProducerContext for BatchContext {
-    type DeliveryOpaque = Arc<Tally>;
+    type DeliveryOpaque = Box<Delivery>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, tally: Arc<Tally>) {
-        tally.report(result.as_ref().err().map(|(err, _)| err));
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
+        delivery.tally.report(delivery.row, result.as_ref().err().map(|(err, _)| err));
     }
 }
 
-/// One batch's reports still to come and the first error among those already in. Every message
-/// of the batch holds it; when the last report arrives, the outcome goes to [`Acknowledgements`].
-/// Should the producer drop messages without a report, the sender goes with the last of them
-/// and the batch learns its reports were lost.
+/// What each message carries to its delivery report: its batch's tally and its outbox row.
+pub(crate) struct Delivery {
+    tally: Arc<Tally>,
+    row: i64,
+}
+
+/// One batch's reports still to come, the first error among those already in, and the rows
+/// refused for good. Every message of the batch holds it; when the last report arrives, the
+/// outcome goes to [`Acknowledgements`]. Should the producer drop messages without a report, the
+/// sender goes with the last of them and the batch learns its reports were lost.
 pub(crate) struct Tally {
     remaining: AtomicUsize,
     first_error: Mutex<Option<KafkaError>>,
+    refused: Mutex<Vec<Refused>>,
     done: Mutex<Option<oneshot::Sender<Result<(), KafkaError>>>>,
+}
+
+/// An outbox row Kafka refused for good, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    pub row: i64,
+    pub reason: String,
 }
 
 impl Tally {
@@ -101,13 +110,24 @@ impl Tally {
         Arc::new(Tally {
             remaining: AtomicUsize::new(messages),
             first_error: Mutex::new(None),
+            refused: Mutex::new(Vec::new()),
             done: Mutex::new(Some(done)),
         })
     }
 
-    fn report(&self, error: Option<&KafkaError>) {
+    /// Counts one message's report. The first error wakes the waiting relay at once: the
+    /// transaction cannot commit, and messages queued after a failed one may never be reported
+    /// until the transaction is aborted.
+    fn report(&self, row: i64, error: Option<&KafkaError>) {
         if let Some(err) = error {
             self.first_error.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert_with(|| err.clone());
+            if refused_for_good(err) {
+                let reason = format!("Kafka refused the message for good: {err}");
+                self.refused.lock().unwrap_or_else(PoisonError::into_inner).push(Refused { row, reason });
+            }
+            if let Some(done) = self.done.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                let _ = done.send(Err(err.clone()));
+            }
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             let outcome = match self.first_error.lock().unwrap_or_else(PoisonError::into_inner).take() {
@@ -125,6 +145,8 @@ impl Tally {
 /// One outbox event as the contract's Kafka message: key = order id, the event's headers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Event<'a> {
+    /// The outbox row's id.
+    pub row: i64,
     pub aggregate_id: Uuid,
     pub event_id: Uuid,
     pub event_type: &'a str,
@@ -136,10 +158,19 @@ pub(crate) struct Event<'a> {
 /// A batch queued on the producer: resolves once Kafka reported on every message of it.
 pub(crate) struct Acknowledgements {
     messages: usize,
+    tally: Option<Arc<Tally>>,
     outcome: oneshot::Receiver<Result<(), KafkaError>>,
 }
 
 impl Acknowledgements {
+    /// The rows of the batch Kafka refused for good, among the reports in so far.
+    pub fn refused(&self) -> Vec<Refused> {
+        self.tally
+            .as_ref()
+            .map(|t| t.refused.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .unwrap_or_default()
+    }
+
     /// Waits until Kafka reported on every message: `Ok` if it took all of them, else the first
     /// error. Cancel-safe: waiting again after a timeout goes on waiting for the same reports.
     pub async fn wait(&mut self) -> Result<(), RelayError> {
@@ -150,8 +181,9 @@ impl Acknowledgements {
     }
 }
 
-/// Queues `events` on the producer, in order, without waiting for Kafka. On an error the
-/// messages queued before it stay queued, and the caller publishes the batch again.
+/// Queues `events` on the producer, in order, without waiting for Kafka. A message the producer
+/// refuses for good at once (larger than it may send) is reported refused, not queued; on any
+/// other error the messages queued before it stay queued, and the caller aborts the transaction.
 pub(crate) fn queue<'a>(
     producer: &BatchProducer,
     topic: &str,
@@ -161,7 +193,7 @@ pub(crate) fn queue<'a>(
     let (done, outcome) = oneshot::channel();
     if messages == 0 {
         let _ = done.send(Ok(()));
-        return Ok(Acknowledgements { messages, outcome });
+        return Ok(Acknowledgements { messages, tally: None, outcome });
     }
     let tally = Tally::new(messages, done);
     let mut key_text = Uuid::encode_buffer();
@@ -177,13 +209,20 @@ pub(crate) fn queue<'a>(
         if let Some(traceparent) = event.traceparent {
             headers = headers.insert(Header { key: "traceparent", value: Some(traceparent) });
         }
-        let record = BaseRecord::with_opaque_to(topic, Arc::clone(&tally))
+        let delivery = Box::new(Delivery { tally: Arc::clone(&tally), row: event.row });
+        let record = BaseRecord::with_opaque_to(topic, delivery)
             .key(key.as_bytes())
             .payload(event.payload.as_bytes())
             .headers(headers);
-        producer.send(record).map_err(|(err, _)| err)?;
+        if let Err((err, _)) = producer.send(record) {
+            if !refused_for_good(&err) {
+                return Err(err.into());
+            }
+            // Never queued, so no report comes: count it here.
+            tally.report(event.row, Some(&err));
+        }
     }
-    Ok(Acknowledgements { messages, outcome })
+    Ok(Acknowledgements { messages, tally: Some(tally), outcome })
 }
 
 /// The schema version as header text, formatted once for a run of events of the same version.
@@ -216,29 +255,34 @@ mod tests {
     #[test]
     fn a_batch_is_acknowledged_on_its_last_report_only() {
         let (tally, mut outcome) = tally(3);
-        tally.report(None);
-        tally.report(None);
+        tally.report(1, None);
+        tally.report(2, None);
         assert_eq!(outcome.try_recv().ok().flatten(), None, "one report still to come");
-        tally.report(None);
+        tally.report(3, None);
         assert_eq!(outcome.try_recv().ok().flatten(), Some(Ok(())));
     }
 
     #[test]
-    fn a_batch_fails_with_the_first_error_after_every_report() {
+    fn a_batch_fails_at_its_first_error_and_names_the_refused_rows() {
         let (tally, mut outcome) = tally(3);
         let first = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
         let second = KafkaError::MessageProduction(RDKafkaErrorCode::Fatal);
-        tally.report(Some(&first));
-        assert_eq!(outcome.try_recv().ok().flatten(), None, "the batch waits for all its reports");
-        tally.report(Some(&second));
-        tally.report(None);
-        assert_eq!(outcome.try_recv().ok().flatten(), Some(Err(first)));
+        tally.report(1, Some(&first));
+        assert_eq!(outcome.try_recv().ok().flatten(), Some(Err(first)), "no need to wait for the other reports");
+        tally.report(2, Some(&second));
+        tally.report(3, None);
+        let refused = tally.refused.lock().map(|r| r.clone()).unwrap_or_default();
+        assert_eq!(
+            refused.iter().map(|r| r.row).collect::<Vec<_>>(),
+            [1],
+            "only the too-large message is refused for good"
+        );
     }
 
     #[test]
     fn reports_dropped_by_the_producer_are_reported_lost() {
         let (tally, mut outcome) = tally(2);
-        tally.report(None);
+        tally.report(1, None);
         drop(tally); // the producer dropped the last message without a report
         assert!(outcome.try_recv().is_err(), "the sender went with the tally");
     }

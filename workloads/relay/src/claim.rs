@@ -12,22 +12,56 @@ use std::collections::VecDeque;
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
-use crate::RelayError;
+use crate::{RelayError, leader};
 
 /// See `sql/claim.sql`. An unnamed statement, so planned for its values: `$2` becomes an index
 /// bound and `$3` a hashed set.
 const CLAIM_SQL: &str = include_str!("../sql/claim.sql");
 /// See `sql/snapshot.sql`.
 const SNAPSHOT_SQL: &str = include_str!("../sql/snapshot.sql");
-/// The claiming session's settings. A claim takes a transaction id but writes nothing, so its
+/// The claiming session's setting: a claim takes a transaction id but writes nothing, so its
 /// commit need not wait for the WAL to reach disk.
-const SESSION_SQL: [&str; 2] =
-    ["SET synchronous_commit = off", "SET default_transaction_isolation = 'repeatable read'"];
+const SESSION_SQL: &str = "SET synchronous_commit = off";
+/// How every claim transaction starts: the claim and the snapshot statement must share one
+/// snapshot. Explicit in each transaction, never a session default, which a pooler in transaction
+/// mode would not carry over.
+const BEGIN_SQL: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ";
 
-/// Applies the claiming session's settings to the leader's session.
-pub(crate) async fn prepare_session(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    for setting in SESSION_SQL {
-        sqlx::query(setting).execute(&mut *conn).await?;
+/// Applies the claiming session's setting to the leader's session.
+pub(crate) async fn prepare_session(conn: &mut PgConnection) -> Result<(), RelayError> {
+    leader::bounded(sqlx::query(SESSION_SQL).execute(&mut *conn)).await?;
+    Ok(())
+}
+
+/// Checks, on the leader's session, what the ordering proof assumes of the database: that a
+/// claim transaction runs at repeatable read, and that the outbox's id sequence hands out ids one
+/// at a time (a cache of more than one lets a session draw ids ahead of its transaction id, which
+/// breaks the proof of migration 0004). [`RelayError::Unsafe`] says what is wrong and how to
+/// fix it.
+pub(crate) async fn verify_assumptions(conn: &mut PgConnection) -> Result<(), RelayError> {
+    let cache: Option<i64> = leader::bounded(
+        sqlx::query_scalar("SELECT seqcache FROM pg_sequence WHERE seqrelid = 'outbox_id_seq'::regclass")
+            .fetch_optional(&mut *conn),
+    )
+    .await?;
+    match cache {
+        Some(1) => {}
+        Some(n) => {
+            return Err(RelayError::Unsafe(format!(
+                "the sequence outbox_id_seq caches {n} ids per session; the claim needs 1 (ALTER SEQUENCE outbox_id_seq CACHE 1)"
+            )));
+        }
+        None => return Err(RelayError::Unsafe("the sequence outbox_id_seq is missing; run `ordexa migrate`".into())),
+    }
+    let mut tx = leader::bounded(conn.begin_with(BEGIN_SQL)).await?;
+    let isolation: String =
+        leader::bounded(sqlx::query_scalar("SELECT current_setting('transaction_isolation')").fetch_one(&mut *tx))
+            .await?;
+    leader::bounded(tx.commit()).await?;
+    if isolation != "repeatable read" {
+        return Err(RelayError::Unsafe(format!(
+            "a claim transaction runs at {isolation}, not repeatable read (is a pooler rewriting transactions?)"
+        )));
     }
     Ok(())
 }
@@ -132,14 +166,11 @@ pub(crate) async fn claim(
     excluded: &[i64],
     deleter: i32,
 ) -> Result<Vec<OutboxRow>, RelayError> {
-    let mut tx = conn.begin().await?;
-    let results = sqlx::query(CLAIM_SQL)
-        .bind(limit)
-        .bind(claims.settled)
-        .bind(excluded)
-        .persistent(false)
-        .fetch_all(&mut *tx)
-        .await?;
+    let mut tx = leader::bounded(conn.begin_with(BEGIN_SQL)).await?;
+    let results = leader::bounded(
+        sqlx::query(CLAIM_SQL).bind(limit).bind(claims.settled).bind(excluded).persistent(false).fetch_all(&mut *tx),
+    )
+    .await?;
     let rows = results
         .iter()
         .map(|r| {
@@ -157,12 +188,12 @@ pub(crate) async fn claim(
     // A claim that returned nothing says nothing about settling, and takes no transaction id.
     let mut snapshot = None;
     if let Some(highest) = rows.last().map(|r| r.id) {
-        let r = sqlx::query(SNAPSHOT_SQL).bind(deleter).fetch_one(&mut *tx).await?;
+        let r = leader::bounded(sqlx::query(SNAPSHOT_SQL).bind(deleter).fetch_one(&mut *tx)).await?;
         let seen = Snapshot::new(r.try_get("running")?, r.try_get("deleter")?);
         claims.after_claim(highest, i64::try_from(rows.len()).is_ok_and(|n| n >= limit), &seen);
         snapshot = Some(seen);
     }
-    tx.commit().await?;
+    leader::bounded(tx.commit()).await?;
     tracing::trace!(
         rows = rows.len(),
         lowest = rows.first().map(|r| r.id),

@@ -18,6 +18,8 @@ pub struct RelayConfig {
     /// Rows the leader deletes between its `VACUUM`s of the outbox (0: never; autovacuum alone
     /// then reclaims their space).
     pub vacuum_every: u64,
+    /// The producer's `transactional.id`; `None`: `<prefix>relay`.
+    pub transactional_id: Option<String>,
 }
 
 /// [`RelayConfig::vacuum_every`] unless told otherwise: at about 1 kB a row, some 50 MB of
@@ -27,5 +29,11 @@ pub const DEFAULT_VACUUM_EVERY: u64 = 50_000;
 impl RelayConfig {
     pub(crate) fn topic(&self) -> String {
         ordexa_topics::orders_topic(&self.topic_prefix)
+    }
+
+    /// The producer's `transactional.id`: one per system, shared by every replica, so that each
+    /// new leader fences the producers of earlier ones.
+    pub(crate) fn transactional_id(&self) -> String {
+        self.transactional_id.clone().unwrap_or_else(|| format!("{}relay", self.topic_prefix))
     }
 }

@@ -13,6 +13,8 @@ use ordexa_store::outbox::{IDLE_LOCK_KEY, NOTIFY_CHANNEL};
 use sqlx::PgConnection;
 use sqlx::postgres::{PgListener, PgPool};
 
+use crate::{RelayError, leader};
+
 /// A listener on the outbox trigger's channel.
 pub(crate) async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
@@ -22,9 +24,9 @@ pub(crate) async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 
 /// Takes (`true`; whether it got it) or releases the idle lock on the leader's session. It is
 /// taken only when no writer holds it shared, i.e. none is in progress that did not notify.
-pub(crate) async fn set_idle(conn: &mut PgConnection, idle: bool) -> Result<bool, sqlx::Error> {
+pub(crate) async fn set_idle(conn: &mut PgConnection, idle: bool) -> Result<bool, RelayError> {
     let sql = if idle { "SELECT pg_try_advisory_lock($1)" } else { "SELECT pg_advisory_unlock($1)" };
-    sqlx::query_scalar(sql).bind(IDLE_LOCK_KEY).fetch_one(&mut *conn).await
+    leader::bounded(sqlx::query_scalar(sql).bind(IDLE_LOCK_KEY).fetch_one(&mut *conn)).await
 }
 
 /// Waits for a NOTIFY, the fallback poll, or shutdown, whichever comes first. A listener that

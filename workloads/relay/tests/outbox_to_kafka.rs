@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ordexa_domain::{ItemRequest, OrderEvent, ShippingAddress, Transition};
+use ordexa_domain::{ItemRequest, OrderEvent, Transition};
 
 use ordexa_platform::{Health, Shutdown};
 use ordexa_store::{Actor, CreateOrder, CreateOutcome, OrderChange, Store};
@@ -11,18 +11,6 @@ use ordexa_testkit::{self as kit, TestDatabase, TestResult};
 use serde_json::Value;
 
 mod common;
-
-fn address() -> ShippingAddress {
-    ShippingAddress {
-        name: "Ada Lovelace".into(),
-        line1: "12 Analytical Row".into(),
-        line2: None,
-        city: "London".into(),
-        postal_code: "N1 7GU".into(),
-        region: None,
-        country: "GB".into(),
-    }
-}
 
 /// Waits until the outbox holds no row this session can see.
 async fn drained(store: &Store, what: &str) -> TestResult {
@@ -71,7 +59,7 @@ fn create_request(user_id: String) -> CreateOrder {
     CreateOrder {
         user_id,
         items: vec![ItemRequest { sku: "FRENCH-PRESS".into(), quantity: 1 }],
-        shipping_address: address(),
+        shipping_address: kit::shipping_address("12 Analytical Row"),
         idempotency: None,
         traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
     }

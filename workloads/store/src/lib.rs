@@ -5,6 +5,7 @@
 //! one outbox row carrying the event; nothing is published outside the outbox.
 
 mod catalog;
+pub mod idempotency;
 mod orders;
 pub mod outbox;
 pub mod trace;

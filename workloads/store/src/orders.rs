@@ -80,7 +80,10 @@ async fn price_request(
     let priced = match items {
         None => None,
         Some(items) => {
-            let skus: Vec<String> = items.iter().map(|i| i.sku.clone()).collect();
+            // Only well-formed skus are looked up: the others are refused by `price_items`, and
+            // text PostgreSQL cannot hold (a NUL) would fail the query instead.
+            let skus: Vec<String> =
+                items.iter().filter(|i| Sku::parse(&i.sku).is_ok()).map(|i| i.sku.clone()).collect();
             let catalog = products_by_sku(conn, &skus).await?;
             match price_items(items, &catalog) {
                 Ok(priced) => Some(priced),
@@ -337,6 +340,16 @@ impl Store {
     }
 
     /// The order, if the actor may see it.
+    /// Every order with an id above `after` (all when `None`), in id order, at most `limit`: the
+    /// write model page by page, for `ordexa reconcile`.
+    pub async fn orders_after(&self, after: Option<OrderId>, limit: i64) -> Result<Vec<Order>> {
+        let mut conn = self.pool.acquire().await?;
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2");
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after.map(|id| id.0)).bind(limit).fetch_all(&mut *conn).await?;
+        with_items(&mut conn, rows).await
+    }
+
     pub async fn get_order(&self, id: OrderId, actor: &Actor) -> Result<Order> {
         let mut conn = self.pool.acquire().await?;
         match load_order(&mut conn, id, false).await? {

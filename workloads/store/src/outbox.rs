@@ -38,3 +38,58 @@ pub(crate) async fn insert(conn: &mut PgConnection, event: &OrderEvent, tracepar
         .await?;
     Ok(())
 }
+
+/// An outbox row the relay moved to `outbox_dead_letters` because Kafka refused it for good.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DeadLetter {
+    /// Its id in the outbox when it moved.
+    pub id: i64,
+    pub event_id: uuid::Uuid,
+    pub aggregate_id: uuid::Uuid,
+    pub aggregate_version: i64,
+    pub event_type: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub reason: String,
+    pub dead_lettered_at: chrono::DateTime<chrono::Utc>,
+    /// The event's size in bytes.
+    pub payload_bytes: i64,
+}
+
+/// The columns of a [`DeadLetter`], in a statement's select list.
+macro_rules! dead_letter_columns {
+    () => {
+        "id, event_id, aggregate_id, aggregate_version, event_type, created_at, reason, dead_lettered_at, \
+         octet_length(payload)::int8 AS payload_bytes"
+    };
+}
+
+/// The oldest `limit` dead letters.
+pub async fn dead_letters(pool: &sqlx::PgPool, limit: i64) -> Result<Vec<DeadLetter>> {
+    let sql = concat!("SELECT ", dead_letter_columns!(), " FROM outbox_dead_letters ORDER BY id LIMIT $1");
+    Ok(sqlx::query_as(sql).bind(limit).fetch_all(pool).await?)
+}
+
+/// One dead letter and its event (the JSON text the relay would publish), if it exists.
+pub async fn dead_letter(pool: &sqlx::PgPool, id: i64) -> Result<Option<(DeadLetter, String)>> {
+    let sql = concat!("SELECT ", dead_letter_columns!(), ", payload FROM outbox_dead_letters WHERE id = $1");
+    let Some(row) = sqlx::query(sql).bind(id).fetch_optional(pool).await? else { return Ok(None) };
+    use sqlx::{FromRow, Row};
+    Ok(Some((DeadLetter::from_row(&row)?, row.try_get("payload")?)))
+}
+
+/// Moves dead letters back into the outbox (all of them when `ids` is `None`), oldest first, in
+/// one statement; the number moved. They take new ids, so they are published after everything
+/// published since they were refused: a consumer may then see an older version of an order after
+/// a newer one, which the projector ignores (its writes are order-insensitive).
+pub async fn retry_dead_letters(pool: &sqlx::PgPool, ids: Option<&[i64]>) -> Result<u64> {
+    let moved = sqlx::query(
+        "WITH moved AS (DELETE FROM outbox_dead_letters WHERE $1::int8[] IS NULL OR id = ANY($1) RETURNING *) \
+         INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, schema_version, payload, headers) \
+         SELECT event_id, aggregate_id, aggregate_version, event_type, schema_version, payload, headers \
+         FROM moved ORDER BY id",
+    )
+    .bind(ids)
+    .execute(pool)
+    .await?;
+    Ok(moved.rows_affected())
+}

@@ -6,7 +6,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use ordexa_domain::{ItemRequest, OrderId, ShippingAddress, Transition};
+use ordexa_domain::{ItemRequest, OrderId, Transition};
 use ordexa_store::{Actor, CreateOrder, CreateOutcome, OrderChange, Store};
 use ordexa_testkit::{self as kit, Failure, TestDatabase};
 
@@ -58,18 +58,6 @@ impl World {
     }
 }
 
-fn address(line1: String) -> ShippingAddress {
-    ShippingAddress {
-        name: "Grace Hopper".into(),
-        line1,
-        line2: None,
-        city: "Arlington".into(),
-        postal_code: "22201".into(),
-        region: None,
-        country: "US".into(),
-    }
-}
-
 /// Places one order and drives it through `changes` more commands (address revisions, then
 /// confirm and ship), so it ends at version `changes + 1`. Returns its id.
 pub async fn order_with_history(store: &Store, user: &str, changes: usize) -> Result<OrderId, Failure> {
@@ -77,7 +65,7 @@ pub async fn order_with_history(store: &Store, user: &str, changes: usize) -> Re
         .create_order(CreateOrder {
             user_id: user.to_owned(),
             items: vec![ItemRequest { sku: "MUG-CERAMIC".into(), quantity: 1 }],
-            shipping_address: address("1 Main Street".into()),
+            shipping_address: kit::shipping_address("1 Main Street"),
             idempotency: None,
             traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
         })
@@ -88,7 +76,10 @@ pub async fn order_with_history(store: &Store, user: &str, changes: usize) -> Re
         let change = match changes - step {
             2 if changes >= 2 => OrderChange::Transition(Transition::Confirm),
             1 if changes >= 2 => OrderChange::Transition(Transition::Ship),
-            _ => OrderChange::Revise { items: None, shipping_address: Some(address(format!("{step} Revision Road"))) },
+            _ => OrderChange::Revise {
+                items: None,
+                shipping_address: Some(kit::shipping_address(&format!("{step} Revision Road"))),
+            },
         };
         store
             .change_order(order.id, &actor, change, None, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
@@ -101,6 +92,21 @@ pub async fn order_with_history(store: &Store, user: &str, changes: usize) -> Re
 pub struct Relay(Option<Child>);
 
 impl Relay {
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to the process, as `kill -<signal>` would.
+    pub fn signal(&self, signal: &str) -> Result<(), Failure> {
+        let pid = self.pid().ok_or("the process is not running")?;
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+        if !status.success() {
+            return Err(format!("kill -{signal} {pid} failed: {status}").into());
+        }
+        Ok(())
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) -> Result<(), Failure> {
         if let Some(child) = self.0.as_mut() {
@@ -148,6 +154,15 @@ pub fn spawn_relay(world: &World, http_port: u16) -> Result<Relay, Failure> {
             .stderr(Stdio::inherit())
             .spawn()?,
     )))
+}
+
+/// The value of the metric `name` (without labels) on the process's `/metrics` at `port`.
+pub async fn metric(client: &reqwest::Client, port: u16, name: &str) -> Result<Option<f64>, Failure> {
+    let text = client.get(format!("http://127.0.0.1:{port}/metrics")).send().await?.text().await?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok()))
 }
 
 /// A loopback port nothing listens on right now.

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use ordexa_domain::{
-    Currency, ItemRequest, Order, OrderEvent, OrderId, OrderStatus, Product, ShippingAddress, Sku, Transition,
-    price_items,
+    Currency, ItemRequest, Order, OrderEvent, OrderId, OrderStatus, Product, Sku, Transition, price_items,
 };
 use ordexa_platform::{Health, Shutdown, ShutdownTrigger};
 use ordexa_projector::ProjectorConfig;
@@ -153,18 +152,6 @@ fn product(sku: &str, price: i64) -> Result<Product, Failure> {
     })
 }
 
-fn address(line1: String) -> ShippingAddress {
-    ShippingAddress {
-        name: "Ada Lovelace".to_owned(),
-        line1,
-        line2: None,
-        city: "London".to_owned(),
-        postal_code: "N1 7GU".to_owned(),
-        region: None,
-        country: "GB".to_owned(),
-    }
-}
-
 /// `orders` orders for `users` users, created a few minutes apart across several hours (so
 /// several status buckets), each driven by random allowed commands: address revisions while
 /// PENDING, confirm, ship, deliver, cancel. Returns every event in version order per order,
@@ -182,8 +169,13 @@ pub fn histories(orders: usize, users: usize) -> Result<(Vec<OrderEvent>, HashMa
         // Spread over four hours, all in the past: status lists start at the current hour.
         let offset_ms = i as i64 * 4 * 3_600_000 / orders.max(1) as i64;
         let mut now = start + TimeDelta::milliseconds(offset_ms) + TimeDelta::microseconds(rng.random_range(0..1000));
-        let mut order =
-            Order::place(OrderId::new(), format!("user-{}", i % users), priced, address(format!("{i} Main St")), now);
+        let mut order = Order::place(
+            OrderId::new(),
+            format!("user-{}", i % users),
+            priced,
+            ordexa_testkit::shipping_address(&format!("{i} Main St")),
+            now,
+        );
         events.push(OrderEvent::created(&order));
         for step in 0..rng.random_range(0..6) {
             now += TimeDelta::milliseconds(rng.random_range(1..5000));
@@ -195,7 +187,11 @@ pub fn histories(orders: usize, users: usize) -> Result<(Vec<OrderEvent>, HashMa
             };
             match choices.choose(&mut rng).copied().flatten() {
                 Some(t) => order.transition(t, now)?,
-                None => order.revise(None, Some(address(format!("{i} Revision Road {step}"))), now)?,
+                None => order.revise(
+                    None,
+                    Some(ordexa_testkit::shipping_address(&format!("{i} Revision Road {step}"))),
+                    now,
+                )?,
             }
             events.push(OrderEvent::updated(&order));
         }

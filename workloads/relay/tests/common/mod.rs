@@ -1,11 +1,20 @@
 //! What the relay's integration tests share: a relay configured for a test database and topic
 //! prefix, and waiting until the relay has emptied the outbox.
 
+#![allow(dead_code)] // each test file uses a different part
+
 use std::time::Duration;
 
 use ordexa_relay::RelayConfig;
 use ordexa_testkit::{self as kit, TestResult};
 use sqlx::PgPool;
+
+/// Logs of the relay under test on stderr, filtered by `RUST_LOG` (nothing when it is unset).
+pub fn logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    }
+}
 
 /// A relay on `database_url` publishing to `<prefix>orders`, 4 batches in flight.
 pub fn relay_config(
@@ -22,6 +31,7 @@ pub fn relay_config(
         poll_interval,
         batches_in_flight: 4,
         vacuum_every: ordexa_relay::DEFAULT_VACUUM_EVERY,
+        transactional_id: None,
     })
 }
 
